@@ -1,0 +1,1319 @@
+# _core.pyx -- the compiled core of autograd_c: Variable, the per-thread Tape,
+# recording, the reverse sweep and memory management.
+#
+# Layers (see ../DESIGN.md in the shared docs and src/tape.h):
+#   ops.h      one line per opcode: forward value and local adjoint
+#   tape.c     the Wengert list in C arrays, the sweep, mark-compact
+#   this file  Variable objects, thread-local tapes, leaf bookkeeping,
+#              argument checking and every Python-visible name
+# Nothing here sits between the arithmetic slots and the C arrays except
+# type checks and field reads; Python objects are only touched where a
+# Variable is created, destroyed or handed its gradient.
+cimport cython
+from cpython.object cimport PyObject, PyTypeObject, destructor
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.float cimport PyFloat_CheckExact, PyFloat_Check, PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_CheckExact, PyLong_Check
+from libc.math cimport isfinite, isnan, NAN
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+
+from tape cimport *
+
+import sys
+import threading
+
+cdef extern from "Python.h":
+    double PyLong_AsDouble(object o) except? -1.0
+    unsigned long PyThread_get_thread_ident()
+
+# Variable.kind
+cdef enum:
+    K_CONST = 0      # a number: requires_grad=False, made under no_grad, or from constants only
+    K_LEAF = 1       # a user-made Variable that requires grad; lives outside the tape
+    K_NODE = 2       # a recorded result: (tape, index) on its thread's tape
+    K_RELEASED = 3   # a recorded result whose graph was released (see Tape._compact)
+
+# Compaction runs when the tape outgrows twice its size after the previous
+# compaction, and never below this many nodes (24 MB of tape).
+cdef ac_node _compaction_floor = 1 << 20
+
+
+# ---------------------------------------------------------------------------
+# Tape: one per thread
+# ---------------------------------------------------------------------------
+
+@cython.final
+cdef class Tape:
+    """The Wengert list of one thread (internal; users never handle it).
+
+    Owns the C arrays (``t``), a strong reference to every leaf recorded in
+    it (the leaf table) and a registry of the live recorded Variables: the
+    roots from which compaction finds what is still reachable.
+    """
+    cdef ac_tape t
+    cdef PyObject *live_head      # registry: doubly linked through Variable.prev/next
+    cdef Py_ssize_t live          # recorded Variables alive (K_NODE)
+    cdef ac_node compact_at       # compact before the tape grows past this
+    cdef ac_node limit            # min(capacity, compact_at): the one check on the hot path
+    cdef Py_ssize_t compactions
+    cdef unsigned long thread_id
+    cdef object thread_name
+
+    def __cinit__(self):
+        ac_tape_init(&self.t)
+        self.live_head = NULL
+        self.compact_at = _compaction_floor
+        self.limit = 0
+
+    def __dealloc__(self):
+        cdef ac_thread_state *ts = ac_this_thread()
+        if ts.tape == <void *>self:
+            ts.tape = NULL
+        self._release_leaves()
+        ac_tape_free(&self.t)
+
+    cdef void _release_leaves(self) noexcept:
+        """Drop the leaf table, clearing leaf caches that point here."""
+        cdef int64_t k, n = self.t.nleaves
+        cdef Variable leaf
+        cdef void **objs = self.t.leaf_obj
+        for k in range(n):
+            leaf = <Variable>objs[k]
+            if leaf.cache_tape == &self.t:
+                leaf.cache_tape = NULL
+        self.t.nleaves = 0
+        for k in range(n):     # last: a leaf dealloc must see a consistent tape
+            Py_DECREF(<object>objs[k])
+
+    cdef void _reset(self) noexcept:
+        """No recorded Variable is alive: forget everything in O(leaves)."""
+        self._release_leaves()
+        ac_tape_clear(&self.t)
+        self.compact_at = _compaction_floor
+        self.limit = 0
+
+    cdef int _make_room(self, ac_node n) except -1:
+        """Slow path of _reserve: compact if due, then grow."""
+        cdef int rc
+        if self.t.size + n > self.compact_at:
+            self._compact()
+            self.compact_at = max(2 * (self.t.size + n), _compaction_floor)
+        if self.t.size + n > self.t.capacity:
+            rc = ac_grow_nodes(&self.t, self.t.size + n)
+            if rc == -2:
+                raise MemoryError(
+                    f"the autograd tape of this thread is full ({AC_MAX_NODES:,} nodes); "
+                    "drop references to graphs you no longer need, or split the computation")
+            if rc < 0:
+                raise MemoryError(f"out of memory growing the autograd tape past {self.t.size:,} nodes")
+        self.limit = min(self.t.capacity, self.compact_at)
+        return 0
+
+    cdef void _release(self, Variable v) noexcept:
+        """Detach a live Variable from its stale graph (see _compact)."""
+        v.grad_value = _node_grad(self, v.index)
+        v.kind = K_RELEASED
+        _unlink(self, v)
+
+    cdef int _compact(self) except -1:
+        """Mark-compact: keep only nodes reachable from live Variables.
+
+        Graphs that depend on a leaf whose value changed after recording
+        (``leaf.data = ...``) are released first: backward() through them
+        would raise anyway (see _check_leaves), so keeping every training
+        step's loss in a list does not keep every step's graph.
+        """
+        cdef ac_tape *t = &self.t
+        cdef int64_t k, n = t.nleaves, kept_leaves = 0, ndropped = 0
+        cdef uint8_t *stale = NULL
+        cdef uint64_t *stale_nodes = NULL
+        cdef int failed = 0
+        cdef bint any_stale = False
+        cdef PyObject *p
+        cdef PyObject *following
+        cdef Variable v, leaf
+        cdef ac_compactor cp
+        cdef int64_t *leaf_remap = NULL
+        cdef void **dropped = NULL
+        cdef ac_node node
+
+        for k in range(n):
+            if (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]:
+                any_stale = True
+                break
+        if any_stale:
+            stale = <uint8_t *>malloc(n)
+            if stale != NULL:
+                for k in range(n):
+                    stale[k] = (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]
+                stale_nodes = ac_stale_nodes(t, stale, &failed)
+                free(stale)
+
+        p = self.live_head
+        while p != NULL:
+            v = <Variable>p
+            following = v.next
+            if stale_nodes != NULL and ac_bit(stale_nodes, v.index):
+                self._release(v)
+            else:
+                ac_set_mark(t, v.index)
+            p = following
+        free(stale_nodes)
+
+        leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
+        dropped = <void **>malloc((n + 1) * sizeof(void *))
+        if leaf_remap == NULL or dropped == NULL or ac_compact_begin(t, &cp) < 0:
+            # Out of memory: skip compacting (the tape just grows instead).
+            ac_clear_marks(t, 0, t.size - 1)
+            free(leaf_remap)
+            free(dropped)
+            return 0
+        if cp.kept == t.size:       # everything is reachable: indices stay as they are
+            ac_compact_free(&cp)
+            free(leaf_remap)
+            free(dropped)
+            return 0
+
+        for k in range(n):
+            node = t.leaf_node[k]
+            leaf = <Variable>t.leaf_obj[k]
+            if ac_kept(&cp, node):
+                if leaf.cache_tape == t and leaf.index == node:
+                    leaf.index = ac_rank(&cp, node)
+                t.leaf_obj[kept_leaves] = t.leaf_obj[k]
+                t.leaf_node[kept_leaves] = <uint32_t>ac_rank(&cp, node)
+                t.leaf_version[kept_leaves] = t.leaf_version[k]
+                leaf_remap[k] = kept_leaves
+                kept_leaves += 1
+            else:
+                if leaf.cache_tape == t and leaf.index == node:
+                    leaf.cache_tape = NULL
+                leaf_remap[k] = -1
+                dropped[ndropped] = t.leaf_obj[k]
+                ndropped += 1
+        t.nleaves = kept_leaves
+        ac_compact_finish(t, &cp, leaf_remap)
+
+        p = self.live_head
+        while p != NULL:
+            v = <Variable>p
+            v.index = ac_rank(&cp, v.index)
+            p = v.next
+        ac_compact_free(&cp)
+        free(leaf_remap)
+        self.compactions += 1
+        for k in range(ndropped):
+            Py_DECREF(<object>dropped[k])
+        free(dropped)
+        return 0
+
+
+cdef object _tape_owner = threading.local()   # keeps each thread's Tape alive with its thread
+
+
+cdef Tape _new_thread_tape():
+    cdef Tape tape = Tape()
+    tape.thread_id = PyThread_get_thread_ident()
+    tape.thread_name = threading.current_thread().name
+    _tape_owner.tape = tape
+    ac_this_thread().tape = <void *>tape
+    return tape
+
+
+cdef inline Tape _thread_tape():
+    cdef void *p = ac_this_thread().tape
+    if p == NULL:
+        return _new_thread_tape()
+    return <Tape>p
+
+
+cdef inline int _reserve(Tape tape, ac_node n) except -1:
+    """Room for n more nodes; may compact, which renumbers nodes, so read
+    operand indices only after this."""
+    if tape.t.size + n <= tape.limit:
+        return 0
+    return tape._make_room(n)
+
+
+cdef inline void _unlink(Tape tape, Variable v) noexcept:
+    if v.prev != NULL:
+        (<Variable>v.prev).next = v.next
+    else:
+        tape.live_head = v.next
+    if v.next != NULL:
+        (<Variable>v.next).prev = v.prev
+    v.prev = NULL
+    v.next = NULL
+    tape.live -= 1
+
+
+cdef inline double _node_grad(Tape tape, ac_node i) noexcept:
+    if tape.t.adj_lo <= i <= tape.t.adj_hi:
+        return tape.t.adj[i]
+    return 0.0
+
+
+# ---------------------------------------------------------------------------
+# Variable
+# ---------------------------------------------------------------------------
+
+@cython.final
+cdef class Variable:
+    """A real number that records the operations applied to it.
+
+    Parameters
+    ----------
+    data : int, float, bool or NumPy real scalar
+        The value.
+    requires_grad : bool, default True
+        False makes a constant: it never enters the tape and has no gradient.
+    name : str, optional
+        A label for printing and graph pictures.
+
+    Examples
+    --------
+    >>> from autograd_c import Variable
+    >>> x = Variable(2.0)
+    >>> y = x * x + 3 * x
+    >>> y.backward()
+    >>> x.grad
+    7.0
+    """
+    # No Python-object fields: the two references below are counted by hand
+    # (see _variable_dealloc), so recycling a Variable costs no None fills.
+    cdef double value             # the forward value
+    cdef double grad_value        # leaf: accumulated gradient; released: its last adjoint
+    cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
+    cdef ac_node index            # K_NODE: its node; K_LEAF: the node cached in cache_tape
+    cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
+    cdef uint32_t version         # K_LEAF: bumped by every .data assignment
+    cdef uint8_t kind             # K_CONST, K_LEAF, K_NODE or K_RELEASED
+    cdef PyObject *prev           # K_NODE: the tape's registry of live Variables
+    cdef PyObject *next
+    cdef PyObject *label          # strong reference to the name (a str), or NULL
+
+    __array_ufunc__ = None        # NumPy defers `np.float64(2) * v` to Variable.__rmul__
+
+    def __init__(self, data, requires_grad=True, name=None):
+        if self.kind >= K_NODE:
+            raise RuntimeError("a recorded Variable cannot be re-initialised")
+        if isinstance(data, Variable):
+            raise TypeError(
+                "Variable(data) takes a number, not a Variable; use v.detach() for a constant "
+                "copy or Variable(v.data) for a new leaf")
+        _set_value(self, data)
+        self.kind = K_LEAF if requires_grad else K_CONST
+        _set_label(self, name)
+
+    # -- attributes ---------------------------------------------------------
+
+    @property
+    def data(self):
+        """The value, a float.  Assignable on leaves and constants."""
+        return self.value
+
+    @data.setter
+    def data(self, value):
+        if self.kind >= K_NODE:
+            raise AttributeError(
+                "data of a recorded (non-leaf) Variable cannot be set; "
+                "set the leaves it came from and record the expression again")
+        _set_value(self, value)
+
+    @property
+    def value(self):
+        """Alias of :attr:`data`."""
+        return self.value
+
+    @value.setter
+    def value(self, value):
+        self.data = value
+
+    @property
+    def grad(self):
+        """d(output)/d(self) as a float, 0.0 before any backward().
+
+        Leaves accumulate it over backward() calls until zeroed; a recorded
+        Variable shows the adjoint of the latest backward() pass.
+        """
+        if self.kind == K_NODE:
+            return _node_grad(<Tape>self.owner, self.index)
+        return self.grad_value
+
+    @grad.setter
+    def grad(self, value):
+        cdef double g = float(0.0 if value is None else value)
+        if self.kind == K_NODE:
+            _set_node_grad(<Tape>self.owner, self.index, g)
+        else:
+            self.grad_value = g
+
+    @property
+    def requires_grad(self):
+        """True unless this is a constant."""
+        return self.kind != K_CONST
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if self.kind >= K_NODE:
+            raise RuntimeError(
+                "requires_grad can only be changed on leaves; "
+                "use v.detach() for a constant copy of a recorded Variable")
+        self.kind = K_LEAF if flag else K_CONST
+        self.cache_tape = NULL
+
+    @property
+    def is_leaf(self):
+        """True for Variables made by the user (and constants), False for recorded results."""
+        return self.kind <= K_LEAF
+
+    @property
+    def name(self):
+        """An optional label (str or None)."""
+        return None if self.label == NULL else <object>self.label
+
+    @name.setter
+    def name(self, value):
+        _set_label(self, value)
+
+    @property
+    def op(self):
+        """Name of the operation that produced this Variable ('' for leaves and constants)."""
+        if self.kind != K_NODE:
+            return ""
+        return ac_op_name(ac_opcode((<Tape>self.owner).t.code[self.index])).decode()
+
+    def item(self):
+        """The value as a Python float."""
+        return self.value
+
+    def detach(self):
+        """A constant with the same value, outside every graph."""
+        return _new_constant(self.value)
+
+    def __float__(self):
+        return self.value
+
+    def __int__(self):
+        return int(self.value)
+
+    def __bool__(self):
+        return self.value != 0.0
+
+    def __hash__(self):
+        # identity hash: Variables are usable as set members and dict keys
+        cdef Py_hash_t h = <Py_hash_t>(<size_t><void *>self >> 4)
+        return -2 if h == -1 else h
+
+    def __repr__(self):
+        name = "" if self.label == NULL else f", name={<object>self.label!r}"
+        if self.kind == K_CONST:
+            return f"Variable(data={self.value!r}, requires_grad=False{name})"
+        return f"Variable(data={self.value!r}, grad={self.grad!r}{name})"
+
+    def __format__(self, spec):
+        return format(self.value, spec)
+
+    def __reduce__(self):
+        if self.kind >= K_NODE:
+            raise TypeError(
+                "a recorded Variable cannot be pickled or copied (its graph lives in a "
+                "thread's tape); pickle v.detach() or v.data instead")
+        return (_rebuild, (self.value, self.kind == K_LEAF, self.name, self.grad_value))
+
+    # -- gradients ----------------------------------------------------------
+
+    def backward(self, gradient=1.0):
+        """Add d(self)/d(leaf) * gradient into ``.grad`` of every leaf self depends on.
+
+        Gradients accumulate: calling backward() twice adds twice, until
+        the leaves are zeroed (``zero_grad()`` or ``leaf.grad = 0``).  The
+        graph is kept, so backward() can be called again.  Recorded
+        Variables' ``.grad`` then show this pass's adjoints.
+
+        Raises
+        ------
+        RuntimeError
+            If self does not require grad, belongs to another thread's tape,
+            or a leaf of its graph was assigned a new value after recording.
+        """
+        cdef double seed = float(gradient)
+        cdef Tape tape
+        if self.kind == K_CONST:
+            raise RuntimeError(
+                "backward() on a Variable that does not require grad: it is a constant "
+                "(requires_grad=False, computed under no_grad(), or from constants only)")
+        if self.kind == K_LEAF:
+            self.grad_value += seed
+            return
+        tape = _owning_tape(self)
+        if ac_grow_adj(&tape.t, self.index + 1) < 0:
+            raise MemoryError(f"out of memory allocating adjoints for {self.index + 1:,} nodes")
+        tape.t.adj_lo = 0
+        tape.t.adj_hi = -1
+        lo = _sweep(tape, tape.t.adj, self.index, seed)
+        _deliver(tape, tape.t.adj, lo, self.index, None, None)
+        tape.t.adj_lo = lo
+        tape.t.adj_hi = self.index
+
+    def zero_grad(self):
+        """Set ``.grad`` to 0 on self and on every leaf self depends on."""
+        cdef Tape tape
+        cdef ac_node lo, i, root
+        cdef int64_t k
+        if self.kind != K_NODE:
+            self.grad_value = 0.0
+            return
+        tape = _owning_tape(self)
+        root = self.index
+        lo = ac_mark_reachable(&tape.t, root)
+        for k in range(_first_leaf_at(&tape.t, lo), tape.t.nleaves):
+            if tape.t.leaf_node[k] > root:
+                break
+            if ac_is_marked(&tape.t, tape.t.leaf_node[k]):
+                (<Variable>tape.t.leaf_obj[k]).grad_value = 0.0
+        for i in range(max(lo, tape.t.adj_lo), min(root, tape.t.adj_hi) + 1):
+            if ac_is_marked(&tape.t, i):
+                tape.t.adj[i] = 0.0
+        ac_clear_marks(&tape.t, lo, root)
+
+    # -- arithmetic ---------------------------------------------------------
+
+    def __add__(self, other):
+        return _binary(AC_ADD, AC_ADDC, AC_ADDC, self, other)
+
+    def __radd__(self, other):
+        return _binary(AC_ADD, AC_ADDC, AC_ADDC, other, self)
+
+    def __sub__(self, other):
+        return _binary(AC_SUB, AC_ADDC, AC_RSUBC, self, other)
+
+    def __rsub__(self, other):
+        return _binary(AC_SUB, AC_ADDC, AC_RSUBC, other, self)
+
+    def __mul__(self, other):
+        return _binary(AC_MUL, AC_MULC, AC_MULC, self, other)
+
+    def __rmul__(self, other):
+        return _binary(AC_MUL, AC_MULC, AC_MULC, other, self)
+
+    def __truediv__(self, other):
+        return _binary(AC_DIV, AC_DIVC, AC_RDIVC, self, other)
+
+    def __rtruediv__(self, other):
+        return _binary(AC_DIV, AC_DIVC, AC_RDIVC, other, self)
+
+    def __pow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _binary(AC_POW, AC_POWC, AC_RPOWC, self, other)
+
+    def __rpow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _binary(AC_POW, AC_POWC, AC_RPOWC, other, self)
+
+    def __neg__(self):
+        return _unary(AC_NEG, self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _unary(AC_ABS, self)
+
+    def __lt__(self, other):
+        return _compare(self, other, 0)
+
+    def __le__(self, other):
+        return _compare(self, other, 1)
+
+    def __gt__(self, other):
+        return _compare(self, other, 2)
+
+    def __ge__(self, other):
+        return _compare(self, other, 3)
+
+    # -- functions as methods ----------------------------------------------
+
+    def exp(self):
+        """e ** self"""
+        return _unary(AC_EXP, self)
+
+    def log(self):
+        """Natural logarithm (nan below 0, -inf at 0)."""
+        return _unary(AC_LOG, self)
+
+    def log1p(self):
+        """log(1 + self), accurate near 0."""
+        return _unary(AC_LOG1P, self)
+
+    def expm1(self):
+        """exp(self) - 1, accurate near 0."""
+        return _unary(AC_EXPM1, self)
+
+    def sqrt(self):
+        """Square root (nan below 0)."""
+        return _unary(AC_SQRT, self)
+
+    def sin(self):
+        """Sine."""
+        return _unary(AC_SIN, self)
+
+    def cos(self):
+        """Cosine."""
+        return _unary(AC_COS, self)
+
+    def tan(self):
+        """Tangent."""
+        return _unary(AC_TAN, self)
+
+    def atan(self):
+        """Arctangent."""
+        return _unary(AC_ATAN, self)
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        return _unary(AC_TANH, self)
+
+    def sigmoid(self):
+        """1 / (1 + exp(-self))."""
+        return _unary(AC_SIGMOID, self)
+
+    def relu(self):
+        """max(self, 0); gradient 0 at 0, as PyTorch."""
+        return _unary(AC_RELU, self)
+
+    def softplus(self):
+        """log(1 + exp(self)), linear above 20 as torch.nn.functional.softplus."""
+        return _unary(AC_SOFTPLUS, self)
+
+    def erf(self):
+        """The error function."""
+        return _unary(AC_ERF, self)
+
+    def abs(self):
+        """|self|; gradient 0 at 0, as PyTorch."""
+        return _unary(AC_ABS, self)
+
+
+# ---------------------------------------------------------------------------
+# Variable allocation: a recycling pool in front of the type's own allocator
+# ---------------------------------------------------------------------------
+# Creating and destroying a Variable is most of the cost of a recorded op.
+# Cython's @freelist would clear the object with memset and re-initialise it
+# through two calls into libpython; instead dead Variables wait in _spare,
+# and a reused one only gets its reference count back (ac_revive) before
+# the creator sets every field.  tp_dealloc is installed by hand for the
+# same reason: a Cython __dealloc__ saves and restores the error state.
+
+cdef extern from *:
+    """
+    /* What PyObject_Init does for an object of a static type whose memory
+     * is reused, minus the tracemalloc hook (tracemalloc keeps the
+     * object's first allocation traceback).  Debug and free-threaded
+     * builds keep their bookkeeping through the real call. */
+    static inline void ac_revive(PyObject *o)
+    {
+    #if defined(Py_TRACE_REFS) || defined(Py_REF_DEBUG) || defined(Py_GIL_DISABLED)
+        (void)PyObject_Init(o, Py_TYPE(o));
+    #else
+        Py_SET_REFCNT(o, 1);
+    #endif
+    }
+    """
+    void ac_revive(PyObject *o)
+
+cdef extern from "Python.h":
+    void _decref "Py_DECREF"(PyObject *o)
+    void _xdecref "Py_XDECREF"(PyObject *o)
+    void _incref "Py_INCREF"(PyObject *o)
+
+cdef enum:
+    SPARE_MAX = 4096
+cdef PyObject *_spare[SPARE_MAX]
+cdef int _nspare = 0
+
+cdef destructor _free_variable = (<PyTypeObject *>Variable).tp_dealloc
+
+cdef void _variable_dealloc(PyObject *o) noexcept:
+    """tp_dealloc of Variable: unregister a recorded Variable (resetting its
+    tape if it was the last), then park the object in _spare.  Only casts
+    touch o: a typed local would take a reference to a dying object."""
+    global _nspare
+    cdef PyObject *owner = (<Variable>o).owner
+    cdef PyObject *label = (<Variable>o).label
+    if (<Variable>o).kind == K_NODE:
+        _unlink(<Tape>owner, <Variable>o)
+        if (<Tape>owner).live == 0:
+            (<Tape>owner)._reset()
+    (<Variable>o).owner = NULL
+    (<Variable>o).label = NULL
+    if _nspare < SPARE_MAX:
+        _spare[_nspare] = o
+        _nspare += 1
+    else:
+        _free_variable(o)
+    _xdecref(owner)      # last: these may free a Tape, which frees leaves
+    _xdecref(label)
+
+(<PyTypeObject *>Variable).tp_dealloc = _variable_dealloc
+
+
+cdef inline Variable _alloc_variable():
+    """A Variable object whose fields the caller sets, all of them."""
+    global _nspare
+    cdef Variable v
+    if _nspare == 0:
+        return Variable.__new__(Variable)
+    _nspare -= 1
+    ac_revive(_spare[_nspare])
+    v = <Variable>_spare[_nspare]      # the cast takes a second reference ...
+    _decref(_spare[_nspare])           # ... so drop the one ac_revive gave
+    return v
+
+
+cdef int _set_value(Variable v, object data) except -1:
+    cdef double x
+    if not _number(data, &x):
+        raise TypeError(
+            "Variable data must be a real number (int, float, bool or a NumPy real scalar), "
+            f"not {type(data).__name__}")
+    v.value = x
+    v.version += 1
+    v.cache_tape = NULL    # the next use records a new leaf entry with the new value
+    return 0
+
+
+cdef int _set_label(Variable v, object name) except -1:
+    cdef PyObject *old = v.label
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+    if name is None:
+        v.label = NULL
+    else:
+        _incref(<PyObject *>name)
+        v.label = <PyObject *>name
+    _xdecref(old)
+    return 0
+
+
+def _rebuild(value, requires_grad, name, grad):
+    cdef Variable v = Variable(value, requires_grad, name)
+    v.grad_value = grad
+    return v
+
+
+cdef void _set_node_grad(Tape tape, ac_node i, double g) except *:
+    """Assign one adjoint, widening the range of meaningful adjoints with zeros."""
+    cdef ac_node j
+    if tape.t.adj_hi < tape.t.adj_lo:
+        if ac_grow_adj(&tape.t, i + 1) < 0:
+            raise MemoryError("out of memory allocating adjoints")
+        tape.t.adj_lo = i
+        tape.t.adj_hi = i
+    elif i < tape.t.adj_lo or i > tape.t.adj_hi:
+        if ac_grow_adj(&tape.t, max(i, tape.t.adj_hi) + 1) < 0:
+            raise MemoryError("out of memory allocating adjoints")
+        for j in range(i, tape.t.adj_lo):
+            tape.t.adj[j] = 0.0
+        for j in range(tape.t.adj_hi + 1, i + 1):
+            tape.t.adj[j] = 0.0
+        tape.t.adj_lo = min(i, tape.t.adj_lo)
+        tape.t.adj_hi = max(i, tape.t.adj_hi)
+    tape.t.adj[i] = g
+
+
+cdef Variable _new_constant(double y):
+    cdef Variable v = _alloc_variable()
+    v.value = y
+    v.grad_value = 0.0
+    v.owner = NULL
+    v.index = -1
+    v.cache_tape = NULL
+    v.version = 0
+    v.kind = K_CONST
+    v.prev = NULL
+    v.next = NULL
+    v.label = NULL
+    return v
+
+
+cdef inline Variable _new_node(Tape tape, ac_node i, double y):
+    cdef Variable v = _alloc_variable()
+    v.value = y
+    v.grad_value = 0.0
+    _incref(<PyObject *>tape)
+    v.owner = <PyObject *>tape
+    v.index = i
+    v.cache_tape = NULL
+    v.version = 0
+    v.kind = K_NODE
+    v.label = NULL
+    v.prev = NULL
+    v.next = tape.live_head
+    if tape.live_head != NULL:
+        (<Variable>tape.live_head).prev = <PyObject *>v
+    tape.live_head = <PyObject *>v
+    tape.live += 1
+    return v
+
+
+# ---------------------------------------------------------------------------
+# operand checks
+# ---------------------------------------------------------------------------
+
+cdef inline int _number(object o, double *out) except -1:
+    """1 and the value if o is an accepted number, else 0."""
+    if PyFloat_CheckExact(o):
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
+    if PyLong_CheckExact(o):
+        out[0] = PyLong_AsDouble(o)
+        return 1
+    return _number_slow(o, out)
+
+
+cdef int _number_slow(object o, double *out) except -1:
+    if PyFloat_Check(o) or PyLong_Check(o):          # float/int subclasses, bool
+        out[0] = float(o)
+        return 1
+    np = sys.modules.get("numpy")                    # a NumPy scalar implies NumPy is imported
+    if np is not None and isinstance(o, (np.floating, np.integer, np.bool_)):
+        out[0] = float(o)
+        return 1
+    return 0
+
+
+cdef int _raise_not_number(object o, str where) except -1:
+    raise TypeError(
+        f"{where} takes Variables or real numbers (int, float, bool, NumPy real scalar), "
+        f"not {type(o).__name__}")
+
+
+cdef Tape _owning_tape(Variable v):
+    """The tape of a recorded Variable, which must be this thread's."""
+    cdef void *mine = ac_this_thread().tape
+    if v.kind == K_RELEASED:
+        raise RuntimeError(
+            "the graph of this Variable was released because a leaf it depends on was "
+            "assigned a new value (leaf.data = ...) after it was recorded; record the "
+            "expression again from the current values")
+    if <void *>v.owner != mine:
+        raise RuntimeError(
+            f"this Variable was recorded by thread {(<Tape>v.owner).thread_name!r} and cannot be "
+            f"used from thread {threading.current_thread().name!r}: each thread records its own "
+            "tape. Use v.detach() or v.data to pass values between threads")
+    return <Tape>v.owner
+
+
+cdef inline Tape _tape_for(object a, int ka, object b, int kb):
+    """This thread's tape, checking that recorded operands belong to it."""
+    cdef Tape tape = _thread_tape()
+    if ka >= K_NODE and (<Variable>a).owner != <PyObject *>tape or ka == K_RELEASED:
+        _owning_tape(<Variable>a)
+    if kb >= K_NODE and (<Variable>b).owner != <PyObject *>tape or kb == K_RELEASED:
+        _owning_tape(<Variable>b)
+    return tape
+
+
+cdef inline ac_node _operand_node(Tape tape, object o, int kind) except -1:
+    """Node index of a leaf or recorded operand (room reserved by the caller)."""
+    cdef Variable v = <Variable>o
+    if kind == K_NODE:
+        return v.index
+    if v.cache_tape == &tape.t:
+        return v.index
+    return _new_leaf_entry(tape, v)
+
+
+cdef ac_node _new_leaf_entry(Tape tape, Variable leaf) except -1:
+    cdef int64_t k = tape.t.nleaves
+    cdef ac_node i
+    if ac_reserve_leaves(&tape.t, 1) < 0:
+        raise MemoryError("out of memory growing the leaf table")
+    i = ac_push(&tape.t, ac_pack(AC_LEAF, <uint64_t>k, 0), leaf.value)
+    Py_INCREF(leaf)
+    tape.t.leaf_obj[k] = <void *>leaf
+    tape.t.leaf_node[k] = <uint32_t>i
+    tape.t.leaf_version[k] = leaf.version
+    tape.t.nleaves = k + 1
+    leaf.cache_tape = &tape.t
+    leaf.index = i
+    return i
+
+
+cdef inline int64_t _const(Tape tape, double c) except -1:
+    cdef int64_t k = ac_const_index(&tape.t, c)
+    if k < 0:
+        raise MemoryError("out of memory growing the constant pool of the tape")
+    return k
+
+
+cdef int _anomaly(int op, double y, tuple inputs) except -1:
+    shown = ", ".join(repr(x) for x in inputs)
+    raise FloatingPointError(
+        f"detect_anomaly: {ac_op_name(op).decode()}({shown}) produced {y!r}")
+
+
+# ---------------------------------------------------------------------------
+# recording
+# ---------------------------------------------------------------------------
+
+cdef inline object _binary(int op, int op_xc, int op_cx, object left, object right):
+    """left <op> right.  op_xc records `node op constant`, op_cx `constant op node`."""
+    cdef double x, z, y
+    cdef int ka, kb
+    cdef Tape tape
+    cdef ac_node ia, ib
+    cdef ac_code code
+    cdef ac_thread_state *ts
+    if type(left) is Variable:
+        x = (<Variable>left).value
+        ka = (<Variable>left).kind
+    elif _number(left, &x):
+        ka = K_CONST
+    else:
+        return NotImplemented
+    if type(right) is Variable:
+        z = (<Variable>right).value
+        kb = (<Variable>right).kind
+    elif _number(right, &z):
+        kb = K_CONST
+    else:
+        return NotImplemented
+
+    y = ac_binary_value(op, x, z)
+    ts = ac_this_thread()
+    if ts.anomaly and not isfinite(y):
+        _anomaly(op, y, (x, z))
+    if (ka | kb) == K_CONST or not ts.grad_enabled:
+        return _new_constant(y)
+
+    tape = _tape_for(left, ka, right, kb)
+    _reserve(tape, 3)
+    if ka and kb:
+        ia = _operand_node(tape, left, ka)
+        ib = _operand_node(tape, right, kb)
+        code = ac_pack(op, <uint64_t>ia, <uint64_t>ib)
+    elif ka:
+        ia = _operand_node(tape, left, ka)
+        # x - c is recorded as x + (-c): IEEE defines subtraction that way
+        code = ac_pack(op_xc, <uint64_t>ia, <uint64_t>_const(tape, -z if op == AC_SUB else z))
+    else:
+        ib = _operand_node(tape, right, kb)
+        code = ac_pack(op_cx, <uint64_t>ib, <uint64_t>_const(tape, x))
+    return _new_node(tape, ac_push(&tape.t, code, y), y)
+
+
+cdef object _unary(int op, object arg):
+    cdef double x, y
+    cdef int ka
+    cdef Tape tape
+    cdef ac_node ia
+    cdef ac_thread_state *ts
+    if type(arg) is Variable:
+        x = (<Variable>arg).value
+        ka = (<Variable>arg).kind
+    elif _number(arg, &x):
+        ka = K_CONST
+    else:
+        _raise_not_number(arg, ac_op_name(op).decode() + "()")
+    y = ac_unary_value(op, x)
+    ts = ac_this_thread()
+    if ts.anomaly and not isfinite(y):
+        _anomaly(op, y, (x,))
+    if ka == K_CONST or not ts.grad_enabled:
+        return _new_constant(y)
+    tape = _tape_for(arg, ka, None, K_CONST)
+    _reserve(tape, 2)
+    ia = _operand_node(tape, arg, ka)
+    return _new_node(tape, ac_push(&tape.t, ac_pack(op, <uint64_t>ia, 0), y), y)
+
+
+cdef object _nary(int op, list items, int width, str where):
+    """One n-ary node over items: AC_SUM (width 1) or AC_DOT (width 2, pairs
+    interleaved x0, z0, x1, z1, ...)."""
+    cdef Py_ssize_t n = len(items), j
+    cdef double y = 0.0, v
+    cdef double *values = NULL
+    cdef uint8_t *kinds = NULL
+    cdef bint any_grad = False
+    cdef Tape tape
+    cdef ac_thread_state *ts = ac_this_thread()
+    cdef int64_t offset
+    cdef uint32_t ref
+    cdef object o
+
+    values = <double *>malloc((n + 1) * sizeof(double))
+    kinds = <uint8_t *>malloc(n + 1)
+    if values == NULL or kinds == NULL:
+        free(values)
+        free(kinds)
+        raise MemoryError()
+    try:
+        for j in range(n):
+            o = items[j]
+            if type(o) is Variable:
+                values[j] = (<Variable>o).value
+                kinds[j] = (<Variable>o).kind
+            elif _number(o, &values[j]):
+                kinds[j] = K_CONST
+            else:
+                raise TypeError(
+                    f"{where} takes Variables or real numbers, but item {j // width} is "
+                    f"{type(o).__name__}")
+            any_grad |= kinds[j] != K_CONST
+        if width == 1:
+            for j in range(n):
+                y += values[j]
+        else:
+            for j in range(0, n, 2):
+                y += values[j] * values[j + 1]
+        if ts.anomaly and not isfinite(y):
+            _anomaly(op, y, ())
+        if not any_grad or not ts.grad_enabled:
+            return _new_constant(y)
+
+        tape = _thread_tape()
+        for j in range(n):
+            if kinds[j] >= K_NODE:
+                _tape_for(items[j], kinds[j], None, K_CONST)
+        _reserve(tape, n + 1)
+        if ac_reserve_args(&tape.t, n + 1) < 0:
+            raise MemoryError("out of memory growing the operand lists of the tape")
+        offset = tape.t.nargs
+        tape.t.args[offset] = <uint32_t>n
+        for j in range(n):
+            if kinds[j] == K_CONST:
+                ref = AC_REF_CONST | <uint32_t>_const(tape, values[j])
+            else:
+                ref = <uint32_t>_operand_node(tape, items[j], kinds[j])
+            tape.t.args[offset + 1 + j] = ref
+        tape.t.nargs = offset + 1 + n
+        return _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
+    finally:
+        free(values)
+        free(kinds)
+
+
+cdef object _compare(object a, object b, int how):
+    cdef double x, z
+    if type(a) is Variable:
+        x = (<Variable>a).value
+    elif not _number(a, &x):
+        return NotImplemented
+    if type(b) is Variable:
+        z = (<Variable>b).value
+    elif not _number(b, &z):
+        return NotImplemented
+    if how == 0:
+        return x < z
+    if how == 1:
+        return x <= z
+    if how == 2:
+        return x > z
+    return x >= z
+
+
+# ---------------------------------------------------------------------------
+# sweeping
+# ---------------------------------------------------------------------------
+
+cdef ac_node _sweep(Tape tape, double *adj, ac_node root, double seed):
+    cdef ac_node lo = root
+    ac_seed(&tape.t, adj, root, seed)
+    ac_sweep(&tape.t, adj, root, &lo)
+    return lo
+
+
+cdef int64_t _first_leaf_at(ac_tape *t, ac_node lo) noexcept:
+    """Index of the first leaf-table entry whose node is >= lo (entries are in node order)."""
+    cdef int64_t a = 0, b = t.nleaves, m
+    while a < b:
+        m = (a + b) // 2
+        if t.leaf_node[m] < lo:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+cdef int _deliver(Tape tape, double *adj, ac_node lo, ac_node root, dict wanted, list out) except -1:
+    """After a sweep: check the reached leaf entries, then either add their
+    adjoints into the leaves' .grad (wanted is None) or into out[wanted[id(leaf)]].
+    Clears the marks the sweep left on leaf nodes."""
+    cdef ac_tape *t = &tape.t
+    cdef int64_t k, first = _first_leaf_at(t, lo)
+    cdef ac_node node
+    cdef Variable leaf
+    cdef object stale = None
+    for k in range(first, t.nleaves):
+        node = t.leaf_node[k]
+        if node > root:
+            break
+        if ac_is_marked(t, node) and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]:
+            stale = <Variable>t.leaf_obj[k]
+            break
+    if stale is not None:
+        for k in range(first, t.nleaves):
+            if t.leaf_node[k] > root:
+                break
+            ac_unmark(t, t.leaf_node[k])
+        label = "" if stale.name is None else f" {stale.name!r}"
+        raise RuntimeError(
+            f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after the "
+            "graph was recorded, so its gradient would be for values that no longer exist; "
+            "record the expression again from the current values")
+    for k in range(first, t.nleaves):
+        node = t.leaf_node[k]
+        if node > root:
+            break
+        if not ac_is_marked(t, node):
+            continue
+        ac_unmark(t, node)
+        leaf = <Variable>t.leaf_obj[k]
+        if wanted is None:
+            leaf.grad_value += adj[node]
+        else:
+            slot = wanted.get(id(leaf))
+            if slot is not None:
+                out[slot] += adj[node]
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# module functions
+# ---------------------------------------------------------------------------
+
+def exp(x):
+    """e ** x"""
+    return _unary(AC_EXP, x)
+
+def log(x):
+    """Natural logarithm (nan below 0, -inf at 0)."""
+    return _unary(AC_LOG, x)
+
+def log1p(x):
+    """log(1 + x), accurate near 0."""
+    return _unary(AC_LOG1P, x)
+
+def expm1(x):
+    """exp(x) - 1, accurate near 0."""
+    return _unary(AC_EXPM1, x)
+
+def sqrt(x):
+    """Square root (nan below 0)."""
+    return _unary(AC_SQRT, x)
+
+def sin(x):
+    """Sine."""
+    return _unary(AC_SIN, x)
+
+def cos(x):
+    """Cosine."""
+    return _unary(AC_COS, x)
+
+def tan(x):
+    """Tangent."""
+    return _unary(AC_TAN, x)
+
+def atan(x):
+    """Arctangent."""
+    return _unary(AC_ATAN, x)
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return _unary(AC_TANH, x)
+
+def sigmoid(x):
+    """1 / (1 + exp(-x))."""
+    return _unary(AC_SIGMOID, x)
+
+def relu(x):
+    """max(x, 0); gradient 0 at 0, as PyTorch."""
+    return _unary(AC_RELU, x)
+
+def softplus(x):
+    """log(1 + exp(x)), linear above 20 as torch.nn.functional.softplus."""
+    return _unary(AC_SOFTPLUS, x)
+
+def erf(x):
+    """The error function."""
+    return _unary(AC_ERF, x)
+
+def abs(x):
+    """|x|; gradient 0 at 0, as PyTorch."""
+    return _unary(AC_ABS, x)
+
+
+def maximum(a, b):
+    """The larger of a and b (nan if either is nan); at a tie each gets half the gradient, as torch.maximum."""
+    r = _binary(AC_MAX, AC_MAXC, AC_MAXC, a, b)
+    if r is NotImplemented:
+        _raise_not_number(b if isinstance(a, Variable) or _is_number(a) else a, "maximum()")
+    return r
+
+
+def minimum(a, b):
+    """The smaller of a and b (nan if either is nan); at a tie each gets half the gradient, as torch.minimum."""
+    r = _binary(AC_MIN, AC_MINC, AC_MINC, a, b)
+    if r is NotImplemented:
+        _raise_not_number(b if isinstance(a, Variable) or _is_number(a) else a, "minimum()")
+    return r
+
+
+cdef bint _is_number(object o) except -1:
+    cdef double x
+    return _number(o, &x)
+
+
+def sum(iterable):
+    """Sum of Variables and numbers as ONE node (O(n) tape work, one Python call).
+
+    Examples
+    --------
+    >>> import autograd_c as ag
+    >>> xs = [ag.Variable(float(i)) for i in range(4)]
+    >>> s = ag.sum(xs)
+    >>> s.backward(); [x.grad for x in xs]
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    items = iterable if type(iterable) is list else list(iterable)
+    return _nary(AC_SUM, items, 1, "sum()")
+
+
+def dot(xs, ys):
+    """sum(x * y for x, y in zip(xs, ys)) as ONE node: a neuron's w . x in one call.
+
+    Raises ValueError if the lengths differ.
+    """
+    xs = xs if type(xs) is list else list(xs)
+    ys = ys if type(ys) is list else list(ys)
+    if len(xs) != len(ys):
+        raise ValueError(f"dot() needs sequences of equal length, got {len(xs)} and {len(ys)}")
+    items = [None] * (2 * len(xs))
+    items[0::2] = xs
+    items[1::2] = ys
+    return _nary(AC_DOT, items, 2, "dot()")
+
+
+def grad(output, inputs):
+    """d(output)/d(input) for each input, as a list of floats.
+
+    Unlike backward(), touches no ``.grad``.  An input that output does
+    not depend on gets 0.0.
+
+    Examples
+    --------
+    >>> import autograd_c as ag
+    >>> x, y = ag.Variable(3.0), ag.Variable(4.0)
+    >>> ag.grad(x * y, [x, y])
+    [4.0, 3.0]
+    """
+    cdef Variable out, v
+    cdef Tape tape
+    cdef double *adj
+    cdef ac_node lo, root
+    cdef Py_ssize_t j
+    if not isinstance(output, Variable):
+        raise TypeError(f"grad() output must be a Variable, not {type(output).__name__}")
+    inputs = list(inputs)
+    for j, x in enumerate(inputs):
+        if not isinstance(x, Variable):
+            raise TypeError(f"grad() inputs must be Variables, but input {j} is {type(x).__name__}")
+    out = output
+    result = [0.0] * len(inputs)
+    if out.kind == K_CONST:
+        raise RuntimeError("grad() of a Variable that does not require grad (a constant)")
+    if out.kind == K_LEAF:
+        return [1.0 if x is out else 0.0 for x in inputs]
+    tape = _owning_tape(out)
+    root = out.index
+    adj = <double *>malloc((root + 1) * sizeof(double))
+    if adj == NULL:
+        raise MemoryError(f"out of memory allocating adjoints for {root + 1:,} nodes")
+    try:
+        lo = _sweep(tape, adj, root, 1.0)
+        wanted = {}
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF:
+                wanted[id(v)] = j
+            elif v.kind == K_NODE and v.owner == <PyObject *>tape and lo <= v.index <= root:
+                result[j] = adj[v.index]
+        _deliver(tape, adj, lo, root, wanted, result)
+        # several inputs may be the same leaf
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF and wanted[id(v)] != j:
+                result[j] = result[wanted[id(v)]]
+    finally:
+        free(adj)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# modes and introspection (the Python layer wraps these)
+# ---------------------------------------------------------------------------
+
+def _set_grad_enabled(bint flag):
+    """Set this thread's grad mode; returns the previous one."""
+    cdef ac_thread_state *ts = ac_this_thread()
+    previous = bool(ts.grad_enabled)
+    ts.grad_enabled = flag
+    return previous
+
+
+def is_grad_enabled():
+    """True unless this thread is inside no_grad() / set_grad_enabled(False)."""
+    return bool(ac_this_thread().grad_enabled)
+
+
+def _set_anomaly(bint flag):
+    """Set this thread's anomaly mode; returns the previous one."""
+    cdef ac_thread_state *ts = ac_this_thread()
+    previous = bool(ts.anomaly)
+    ts.anomaly = flag
+    return previous
+
+
+def _is_anomaly_enabled():
+    return bool(ac_this_thread().anomaly)
+
+
+def tape_stats():
+    """Counters of this thread's tape: nodes, capacity, live recorded
+    Variables, leaf entries, constants, operand-list words, bytes held and
+    compactions so far."""
+    cdef Tape tape = _thread_tape()
+    return {
+        "nodes": tape.t.size,
+        "capacity": tape.t.capacity,
+        "live": tape.live,
+        "leaves": tape.t.nleaves,
+        "constants": tape.t.nconsts,
+        "args": tape.t.nargs,
+        "bytes": ac_tape_bytes(&tape.t),
+        "compactions": tape.compactions,
+    }
+
+
+def _set_compaction_floor(Py_ssize_t nodes):
+    """Tests only: compact from this many nodes on (default 2**20); returns the previous floor."""
+    global _compaction_floor
+    cdef Tape tape = _thread_tape()
+    previous = _compaction_floor
+    _compaction_floor = max(nodes, 16)
+    tape.compact_at = max(2 * tape.t.size, _compaction_floor)
+    tape.limit = min(tape.t.capacity, tape.compact_at)
+    return previous
+
+
+def _compact():
+    """Tests only: compact this thread's tape now."""
+    cdef Tape tape = _thread_tape()
+    tape._compact()
+    tape.compact_at = max(2 * tape.t.size, _compaction_floor)
+    tape.limit = min(tape.t.capacity, tape.compact_at)

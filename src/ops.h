@@ -1,0 +1,180 @@
+/* ops.h -- every opcode's forward value and local adjoint rule, in one table.
+ *
+ * The recorder (src/_core.pyx) computes values with ac_*_value(); the reverse
+ * sweep (src/tape.c) applies ac_*_adjoint().  Both read the X-macro tables
+ * below, so an opcode's forward and backward formulas live on one line and
+ * cannot drift apart.
+ *
+ * Names in the formulas:
+ *   x  value of operand a          z  value of operand b, or the constant c
+ *   y  the node's own value        g  the node's adjoint (d out / d node)
+ *
+ * NaN and domain policy: plain IEEE doubles, never a trap (log(-1) -> nan,
+ * 1/0 -> inf).  Where PyTorch's derivatives.yaml special-cases a point
+ * (pow at a zero exponent or zero base, relu/abs at 0, max/min at ties) the
+ * formulas below follow it, so values and gradients match torch float64 at
+ * 0, +-inf and nan too.  tests/test_vs_torch.py checks this on a grid.
+ */
+#ifndef AUTOGRAD_C_OPS_H
+#define AUTOGRAD_C_OPS_H
+
+#include <math.h>
+
+/* ---- helpers whose exact form matters for edge cases ------------------- */
+
+/* sign(x) with sign(0) = sign(nan) = 0, as torch.sgn on real numbers */
+static inline double ac_sgn(double x) { return (double)((x > 0.0) - (x < 0.0)); }
+
+/* clamp_min(x, 0): keeps nan and -0.0, as torch.relu */
+static inline double ac_relu(double x) { return x < 0.0 ? 0.0 : x; }
+
+static inline double ac_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* torch.nn.functional.softplus with beta=1, threshold=20 */
+static inline double ac_softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }
+static inline double ac_softplus_adjoint(double g, double x)
+{
+    double e = exp(x);
+    return x > 20.0 ? g : g * e / (e + 1.0);
+}
+
+/* x ** c for a constant exponent.  PyTorch evaluates these exponents with
+ * sqrt / reciprocal / products instead of pow(); matching it keeps the sign
+ * of infinities at -0.0 and -inf identical (pow(-inf, 0.5) is +inf, but
+ * torch gives sqrt(-inf) = nan). */
+static inline double ac_powc(double x, double c)
+{
+    if (c == 2.0) return x * x;
+    if (c == 0.5) return sqrt(x);
+    if (c == 3.0) return x * x * x;
+    if (c == -1.0) return 1.0 / x;
+    if (c == -2.0) return 1.0 / (x * x);
+    if (c == -0.5) return 1.0 / sqrt(x);
+    return pow(x, c);
+}
+
+/* maximum/minimum propagate nan, as torch.maximum / torch.minimum */
+static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? z : (x > z ? x : z)); }
+static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x < z ? x : z)); }
+
+/* torch splits the adjoint evenly at a tie and gives it all to the larger
+ * (smaller) operand otherwise; with a nan operand both receive g. */
+static inline double ac_max_adjoint(double g, double mine, double other)
+{
+    return mine < other ? 0.0 : (mine == other ? g / 2.0 : g);
+}
+static inline double ac_min_adjoint(double g, double mine, double other)
+{
+    return mine > other ? 0.0 : (mine == other ? g / 2.0 : g);
+}
+
+#define AC_TWO_OVER_SQRT_PI 1.12837916709551257390
+
+/* ---- opcodes ----------------------------------------------------------- */
+
+/* y = f(x): one node operand */
+#define AC_UNARY_OPS(X)                                                         \
+    /* opcode        name        y =                 adjoint of x            */ \
+    X(AC_NEG,        "neg",      -x,                 -g)                        \
+    X(AC_ABS,        "abs",      fabs(x),            g * ac_sgn(x))             \
+    X(AC_EXP,        "exp",      exp(x),             g * y)                     \
+    X(AC_LOG,        "log",      log(x),             g / x)                     \
+    X(AC_LOG1P,      "log1p",    log1p(x),           g / (x + 1.0))             \
+    X(AC_EXPM1,      "expm1",    expm1(x),           g * (y + 1.0))             \
+    X(AC_SQRT,       "sqrt",     sqrt(x),            g / (2.0 * y))             \
+    X(AC_SIN,        "sin",      sin(x),             g * cos(x))                \
+    X(AC_COS,        "cos",      cos(x),             g * -sin(x))               \
+    X(AC_TAN,        "tan",      tan(x),             g * (1.0 + y * y))         \
+    X(AC_ATAN,       "atan",     atan(x),            g / (x * x + 1.0))         \
+    X(AC_TANH,       "tanh",     tanh(x),            g * (1.0 - y * y))         \
+    X(AC_SIGMOID,    "sigmoid",  ac_sigmoid(x),      g * (1.0 - y) * y)         \
+    X(AC_RELU,       "relu",     ac_relu(x),         y <= 0.0 ? 0.0 : g)        \
+    X(AC_SOFTPLUS,   "softplus", ac_softplus(x),     ac_softplus_adjoint(g, x)) \
+    X(AC_ERF,        "erf",      erf(x),             AC_TWO_OVER_SQRT_PI * exp(-(x * x)) * g)
+
+/* y = f(x, c): one node operand and a constant c, kept in the constant pool.
+ * x - c is recorded as ADDC with -c (IEEE defines x - c as x + (-c)). */
+#define AC_CONST_OPS(X)                                                         \
+    /* opcode        name        y =                 adjoint of x            */ \
+    X(AC_ADDC,       "add",      x + c,              g)                         \
+    X(AC_RSUBC,      "sub",      c - x,              -g)                        \
+    X(AC_MULC,       "mul",      x * c,              g * c)                     \
+    X(AC_DIVC,       "div",      x / c,              g / c)                     \
+    X(AC_RDIVC,      "div",      c / x,              -g * (y / x))              \
+    X(AC_POWC,       "pow",      ac_powc(x, c),      c == 0.0 ? 0.0 : g * (c * ac_powc(x, c - 1.0))) \
+    X(AC_RPOWC,      "pow",      pow(c, x),          (c == 0.0 && x >= 0.0) ? 0.0 : g * (y * log(c))) \
+    X(AC_MAXC,       "maximum",  ac_max(x, c),       ac_max_adjoint(g, x, c))   \
+    X(AC_MINC,       "minimum",  ac_min(x, c),       ac_min_adjoint(g, x, c))
+
+/* y = f(x, z): two node operands */
+#define AC_BINARY_OPS(X)                                                        \
+    /* opcode      name       y =             adjoint of x             adjoint of z */ \
+    X(AC_ADD,      "add",     x + z,          g,                       g)              \
+    X(AC_SUB,      "sub",     x - z,          g,                       -g)             \
+    X(AC_MUL,      "mul",     x * z,          g * z,                   g * x)          \
+    X(AC_DIV,      "div",     x / z,          g / z,                   -g * ((x / z) / z)) \
+    X(AC_POW,      "pow",     pow(x, z),      z == 0.0 ? 0.0 : g * (z * pow(x, z - 1.0)), \
+                                              (x == 0.0 && z >= 0.0) ? 0.0 : g * (y * log(x))) \
+    X(AC_MAX,      "maximum", ac_max(x, z),   ac_max_adjoint(g, x, z), ac_max_adjoint(g, z, x)) \
+    X(AC_MIN,      "minimum", ac_min(x, z),   ac_min_adjoint(g, x, z), ac_min_adjoint(g, z, x))
+
+#define AC_ENUM_ENTRY(OP, ...) OP,
+enum ac_opcode {
+    AC_LEAF = 0,     /* a user leaf: operand a is its index in the tape's leaf table */
+    AC_SUM,          /* n-ary: payload is an offset into the tape's operand lists */
+    AC_DOT,          /* n-ary: pairs of operands, value = sum of products */
+    AC_UNARY_OPS(AC_ENUM_ENTRY)
+    AC_CONST_OPS(AC_ENUM_ENTRY)
+    AC_BINARY_OPS(AC_ENUM_ENTRY)
+    AC_NUM_OPS
+};
+#undef AC_ENUM_ENTRY
+
+/* ---- forward values ----------------------------------------------------- */
+
+static inline double ac_unary_value(int op, double x)
+{
+    switch (op) {
+#define AC_CASE(OP, NAME, F, D) case OP: return (F);
+    AC_UNARY_OPS(AC_CASE)
+#undef AC_CASE
+    }
+    return NAN;
+}
+
+static inline double ac_const_value(int op, double x, double c)
+{
+    switch (op) {
+#define AC_CASE(OP, NAME, F, D) case OP: return (F);
+    AC_CONST_OPS(AC_CASE)
+#undef AC_CASE
+    }
+    return NAN;
+}
+
+static inline double ac_binary_value(int op, double x, double z)
+{
+    switch (op) {
+#define AC_CASE(OP, NAME, F, DX, DZ) case OP: return (F);
+    AC_BINARY_OPS(AC_CASE)
+#undef AC_CASE
+    }
+    return NAN;
+}
+
+static inline const char *ac_op_name(int op)
+{
+    switch (op) {
+    case AC_LEAF: return "leaf";
+    case AC_SUM: return "sum";
+    case AC_DOT: return "dot";
+#define AC_CASE(OP, NAME, ...) case OP: return NAME;
+    AC_UNARY_OPS(AC_CASE)
+    AC_CONST_OPS(AC_CASE)
+    AC_BINARY_OPS(AC_CASE)
+#undef AC_CASE
+    }
+    return "?";
+}
+
+#endif /* AUTOGRAD_C_OPS_H */

@@ -1,0 +1,195 @@
+/* tape.h -- the Wengert list: one thread's recorded operations in C arrays.
+ *
+ * Invariant: a node's index is its creation order, and every operand of a
+ * node has a smaller index.  The tape is therefore already in topological
+ * order; the reverse sweep is a countdown from the output node.
+ *
+ * Per node the tape holds 16 bytes while recording (a packed code word and
+ * the forward value) and 8 more once a sweep has produced its adjoint.
+ * Constant operands (x * 0.5) live in a deduplicated side pool addressed by
+ * operand b, and the operand lists of n-ary nodes (sum, dot) in a side
+ * array of 32-bit references, so neither costs an extra word per node.
+ *
+ * This file and tape.c hold plain C only: no Python API.  Leaf objects are
+ * opaque pointers whose references the Cython layer (src/_core.pyx) owns.
+ */
+#ifndef AUTOGRAD_C_TAPE_H
+#define AUTOGRAD_C_TAPE_H
+
+#include <stdint.h>
+#include <string.h>
+#include "ops.h"
+
+typedef int64_t ac_node;    /* a node index; -1 where there is none */
+typedef uint64_t ac_code;   /* a node's opcode, mark bit and operands, packed */
+
+/* Code word layout:
+ *   bits 0-6    opcode (enum ac_opcode)
+ *   bit  7      mark: "reached" during a sweep or a reachability pass
+ *   bits 8-35   operand a (a node index; for AC_LEAF the leaf-table index)
+ *   bits 36-63  operand b (a node index, or a constant-pool index)
+ * n-ary nodes use bits 8-63 together as an offset into `args`. */
+#define AC_MARK            ((ac_code)0x80)
+#define AC_FIELD_BITS      28
+#define AC_FIELD_MASK      ((ac_code)((1u << AC_FIELD_BITS) - 1))
+#define AC_MAX_NODES       ((ac_node)AC_FIELD_MASK)    /* 268,435,455 */
+#define AC_MAX_CONSTS      ((int64_t)AC_FIELD_MASK)
+
+static inline ac_code ac_pack(int op, uint64_t a, uint64_t b)
+{
+    return (ac_code)op | ((ac_code)a << 8) | ((ac_code)b << 36);
+}
+static inline ac_code ac_pack_offset(int op, uint64_t offset) { return (ac_code)op | (offset << 8); }
+static inline int ac_opcode(ac_code c) { return (int)(c & 0x7f); }
+static inline ac_node ac_operand_a(ac_code c) { return (ac_node)((c >> 8) & AC_FIELD_MASK); }
+static inline ac_node ac_operand_b(ac_code c) { return (ac_node)(c >> 36); }
+static inline uint64_t ac_offset(ac_code c) { return c >> 8; }
+
+/* n-ary operand references: a node index, or (with AC_REF_CONST) a constant */
+#define AC_REF_CONST       0x80000000u
+#define AC_REF_INDEX_MASK  0x7fffffffu
+
+#define AC_CONST_CACHE_BITS 8
+#define AC_CONST_CACHE      (1 << AC_CONST_CACHE_BITS)
+
+typedef struct ac_tape {
+    ac_code *code;            /* [capacity] opcode and operands of each node */
+    double *val;              /* [capacity] forward value of each node */
+    ac_node size;             /* nodes recorded */
+    ac_node capacity;
+
+    double *adj;              /* [adj_capacity] adjoints of the latest sweep */
+    ac_node adj_capacity;
+    ac_node adj_lo, adj_hi;   /* adj[i] is meaningful for adj_lo <= i <= adj_hi; others are 0 */
+
+    double *consts;           /* constant operands, deduplicated through const_cache */
+    int64_t nconsts, consts_capacity;
+    uint32_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
+
+    uint32_t *args;           /* n-ary operand lists: a count, then that many references */
+    int64_t nargs, args_capacity;
+
+    /* Leaf table, in node order: entry k is the leaf object leaf_obj[k]
+     * (a strong reference held by the Cython layer), recorded at node
+     * leaf_node[k] when its version counter was leaf_version[k]. */
+    void **leaf_obj;
+    uint32_t *leaf_node;
+    uint32_t *leaf_version;
+    int64_t nleaves, leaves_capacity;
+} ac_tape;
+
+/* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
+ * 2^28 index space) runs out; they never free what is already recorded. */
+void ac_tape_init(ac_tape *t);
+void ac_tape_free(ac_tape *t);
+void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
+int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
+int ac_grow_adj(ac_tape *t, ac_node need);
+int ac_grow_consts(ac_tape *t);
+int ac_reserve_args(ac_tape *t, int64_t more);
+int ac_reserve_leaves(ac_tape *t, int64_t more);
+size_t ac_tape_bytes(const ac_tape *t);
+
+/* Index of constant c in the pool, adding it unless an equal constant (same
+ * bits) is in the dedup cache; -1 when the pool cannot grow. */
+static inline int64_t ac_const_index(ac_tape *t, double c)
+{
+    uint64_t bits, seen;
+    uint32_t h, slot;
+    memcpy(&bits, &c, sizeof bits);
+    h = (uint32_t)((bits * 0x9E3779B97F4A7C15ull) >> (64 - AC_CONST_CACHE_BITS));
+    slot = t->const_cache[h];
+    if (slot) {
+        memcpy(&seen, &t->consts[slot - 1], sizeof seen);
+        if (seen == bits) return slot - 1;
+    }
+    if (t->nconsts == t->consts_capacity && ac_grow_consts(t) < 0) return -1;
+    t->consts[t->nconsts] = c;
+    t->const_cache[h] = (uint32_t)(t->nconsts + 1);
+    return t->nconsts++;
+}
+
+/* Append a node; the caller has made room with ac_grow_nodes. */
+static inline ac_node ac_push(ac_tape *t, ac_code c, double v)
+{
+    ac_node i = t->size;
+    t->code[i] = c;
+    t->val[i] = v;
+    t->size = i + 1;
+    return i;
+}
+
+static inline int ac_is_marked(const ac_tape *t, ac_node i) { return (t->code[i] & AC_MARK) != 0; }
+static inline void ac_set_mark(ac_tape *t, ac_node i) { t->code[i] |= AC_MARK; }
+static inline void ac_unmark(ac_tape *t, ac_node i) { t->code[i] &= ~AC_MARK; }
+
+/* ---- reverse sweep ------------------------------------------------------ */
+
+/* Seed adj[root] = seed and mark the root reached. */
+static inline void ac_seed(ac_tape *t, double *adj, ac_node root, double seed)
+{
+    adj[root] = seed;
+    t->code[root] |= AC_MARK;
+}
+
+/* Sweep nodes from index `from` down to *lo, which the sweep lowers to the
+ * smallest operand it reaches.  Only reached nodes propagate (so an
+ * unrelated graph sharing the tape is never touched, and a nan partial on
+ * a node the output does not depend on cannot leak in); unreached nodes in
+ * range get adjoint 0.  Marks are cleared as nodes are processed, except on
+ * AC_LEAF nodes: the caller reads those marks to deliver leaf gradients.
+ * Returns -1 when done.  Pure C: no allocation, cannot fail. */
+ac_node ac_sweep(ac_tape *t, double *adj, ac_node from, ac_node *lo);
+
+/* Mark every node reachable from the already-marked node `root`, without
+ * computing adjoints; returns the lowest marked index.  The caller clears
+ * the marks with ac_clear_marks(t, lo, root). */
+ac_node ac_mark_reachable(ac_tape *t, ac_node root);
+void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi);
+int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi);
+
+/* ---- compaction (mark-compact of the reachable subgraph) ---------------- */
+
+typedef struct ac_compactor {
+    uint64_t *keep;           /* bit i: node i survives */
+    ac_node *rank;            /* rank[w]: surviving nodes below node 64*w */
+    ac_node kept;             /* surviving nodes in total */
+    double *new_consts;       /* the rebuilt constant pool, allocated up front */
+    int64_t new_consts_capacity;
+} ac_compactor;
+
+/* Nodes whose value depends on a stale leaf entry (stale_leaf[k] != 0): a
+ * bitmap over the tape, or NULL with *failed = 1 when memory runs out. */
+uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *failed);
+/* Portable popcount that compiles to a few ALU ops (the builtin becomes a
+ * libgcc call unless the build targets a CPU with POPCNT). */
+static inline int ac_popcount(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (int)((x * 0x0101010101010101ull) >> 56);
+}
+static inline int ac_bit(const uint64_t *bits, ac_node i) { return (int)((bits[i >> 6] >> (i & 63)) & 1); }
+
+/* Begin: the caller has marked the roots.  Propagate marks downward, move
+ * them into the keep bitmap (clearing every mark), count, and allocate all
+ * that finishing needs.  -1 on memory failure, with the marks cleared and
+ * nothing else changed; after a 0, ac_compact_finish cannot fail. */
+int ac_compact_begin(ac_tape *t, ac_compactor *cp);
+
+/* New index of a surviving node i. */
+static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
+{
+    uint64_t below = cp->keep[i >> 6] & ((((uint64_t)1) << (i & 63)) - 1);
+    return cp->rank[i >> 6] + (ac_node)ac_popcount(below);
+}
+static inline int ac_kept(const ac_compactor *cp, ac_node i) { return ac_bit(cp->keep, i); }
+
+/* Finish: slide surviving nodes down in order, remap operands (leaf-table
+ * indices through leaf_remap: the caller has compacted the leaf table),
+ * rebuild the constant pool and operand lists, keep the latest adjoints. */
+void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
+void ac_compact_free(ac_compactor *cp);
+
+#endif /* AUTOGRAD_C_TAPE_H */

@@ -1,0 +1,89 @@
+# tape.pxd -- the C core as Cython sees it (src/tape.h, src/ops.h, src/thread_state.h).
+# Everything here is plain C: no Python objects, nogil-safe unless noted.
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+
+cdef extern from "ops.h" nogil:
+    cdef enum:
+        AC_LEAF, AC_SUM, AC_DOT
+        # one node operand
+        AC_NEG, AC_ABS, AC_EXP, AC_LOG, AC_LOG1P, AC_EXPM1, AC_SQRT, AC_SIN, AC_COS
+        AC_TAN, AC_ATAN, AC_TANH, AC_SIGMOID, AC_RELU, AC_SOFTPLUS, AC_ERF
+        # a node operand and a constant
+        AC_ADDC, AC_RSUBC, AC_MULC, AC_DIVC, AC_RDIVC, AC_POWC, AC_RPOWC, AC_MAXC, AC_MINC
+        # two node operands
+        AC_ADD, AC_SUB, AC_MUL, AC_DIV, AC_POW, AC_MAX, AC_MIN
+        AC_NUM_OPS
+    double ac_unary_value(int op, double x)
+    double ac_const_value(int op, double x, double c)
+    double ac_binary_value(int op, double x, double z)
+    const char *ac_op_name(int op)
+
+cdef extern from "tape.h" nogil:
+    ctypedef int64_t ac_node          # node index = creation order = topological order
+    ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
+
+    ac_code AC_MARK
+    ac_node AC_MAX_NODES
+    uint32_t AC_REF_CONST
+
+    ctypedef struct ac_tape:
+        ac_code *code                 # [capacity] opcode and operands per node
+        double *val                   # [capacity] forward value per node
+        ac_node size
+        ac_node capacity
+        double *adj                   # adjoints of the latest sweep
+        ac_node adj_capacity
+        ac_node adj_lo                # adj[i] is meaningful for adj_lo <= i <= adj_hi
+        ac_node adj_hi
+        double *consts                # constant operands
+        int64_t nconsts
+        uint32_t *args                # n-ary operand lists: count, then references
+        int64_t nargs
+        void **leaf_obj               # leaf table: Variable objects (strong references)
+        uint32_t *leaf_node           #   node of each entry, ascending
+        uint32_t *leaf_version        #   the leaf's version when recorded
+        int64_t nleaves
+
+    ctypedef struct ac_compactor:
+        ac_node kept
+
+    ac_code ac_pack(int op, uint64_t a, uint64_t b)
+    ac_code ac_pack_offset(int op, uint64_t offset)
+    int ac_opcode(ac_code c)
+    ac_node ac_operand_a(ac_code c)
+    ac_node ac_operand_b(ac_code c)
+
+    void ac_tape_init(ac_tape *t)
+    void ac_tape_free(ac_tape *t)
+    void ac_tape_clear(ac_tape *t)
+    int ac_grow_nodes(ac_tape *t, ac_node need)
+    int ac_grow_adj(ac_tape *t, ac_node need)
+    int ac_reserve_args(ac_tape *t, int64_t more)
+    int ac_reserve_leaves(ac_tape *t, int64_t more)
+    size_t ac_tape_bytes(const ac_tape *t)
+    int64_t ac_const_index(ac_tape *t, double c)
+    ac_node ac_push(ac_tape *t, ac_code c, double v)
+
+    bint ac_is_marked(const ac_tape *t, ac_node i)
+    void ac_set_mark(ac_tape *t, ac_node i)
+    void ac_unmark(ac_tape *t, ac_node i)
+    void ac_seed(ac_tape *t, double *adj, ac_node root, double seed)
+    ac_node ac_sweep(ac_tape *t, double *adj, ac_node start, ac_node *lo)
+    ac_node ac_mark_reachable(ac_tape *t, ac_node root)
+    void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi)
+    int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi)
+
+    uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *failed)
+    bint ac_bit(const uint64_t *bits, ac_node i)
+    int ac_compact_begin(ac_tape *t, ac_compactor *cp)
+    ac_node ac_rank(const ac_compactor *cp, ac_node i)
+    bint ac_kept(const ac_compactor *cp, ac_node i)
+    void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
+    void ac_compact_free(ac_compactor *cp)
+
+cdef extern from "thread_state.h" nogil:
+    ctypedef struct ac_thread_state:
+        void *tape                    # borrowed: this thread's Tape, or NULL
+        int grad_enabled
+        int anomaly
+    ac_thread_state *ac_this_thread()
