@@ -1,6 +1,7 @@
 """Thread-local switches: grad mode (no_grad, enable_grad, set_grad_enabled)
-and anomaly detection.  Each works as a context manager and as a decorator,
-saves the previous state on entry and restores it on exit."""
+and anomaly detection.  Each is a context manager that saves the previous
+state on entry and restores it on exit, and a decorator doing the same
+around every call."""
 import functools
 
 from ._core import _set_anomaly, _set_grad_enabled
@@ -9,33 +10,34 @@ __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "detect_anomaly"]
 
 
 class _Switch:
-    """Base: subclasses set self._flag and self._setter."""
+    """A thread-local flag set to `value` inside a with-block or a decorated call."""
 
-    _setter = staticmethod(_set_grad_enabled)
+    _set = staticmethod(_set_grad_enabled)   # sets this thread's flag, returns the previous one
 
-    def __init__(self, flag):
-        self._flag = bool(flag)
-        self._previous = []
+    def __init__(self, value):
+        self._value = bool(value)
+        self._saved = []                      # a stack, so one instance can be nested
 
     def __enter__(self):
-        self._previous.append(self._setter(self._flag))
+        self._saved.append(self._set(self._value))
         return self
 
     def __exit__(self, *exc):
-        self._setter(self._previous.pop())
+        self._set(self._saved.pop())
         return False
 
     def __call__(self, func):
+        set_flag, value = self._set, self._value
+
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with self.__class__.__new__(self.__class__)._init_like(self):
+            previous = set_flag(value)
+            try:
                 return func(*args, **kwargs)
+            finally:
+                set_flag(previous)
 
         return wrapper
-
-    def _init_like(self, other):
-        _Switch.__init__(self, other._flag)
-        return self
 
 
 class no_grad(_Switch):
@@ -56,38 +58,47 @@ class no_grad(_Switch):
 
 
 class enable_grad(_Switch):
-    """Record again inside a no_grad() block.  Thread-local."""
+    """Record again, e.g. inside a no_grad() block.  Thread-local.
+
+    >>> import autograd_c as ag
+    >>> with ag.no_grad(), ag.enable_grad():
+    ...     ag.is_grad_enabled()
+    True
+    """
 
     def __init__(self):
         super().__init__(True)
 
 
 class set_grad_enabled(_Switch):
-    """Turn recording on or off; takes effect at once, and as a context
-    manager restores the previous mode on exit.  Thread-local.
+    """Turn recording on or off.  Takes effect when called; as a context
+    manager or decorator the previous mode comes back afterwards.
+    Thread-local.
 
     >>> import autograd_c as ag
     >>> with ag.set_grad_enabled(False):
     ...     ag.is_grad_enabled()
     False
+    >>> ag.is_grad_enabled()
+    True
     """
 
     def __init__(self, mode):
         super().__init__(mode)
-        self._previous.append(_set_grad_enabled(self._flag))
+        self._saved.append(self._set(self._value))
 
     def __enter__(self):
         return self
 
-    def _init_like(self, other):
-        _Switch.__init__(self, other._flag)
-        return self
+    def __call__(self, func):
+        self._set(self._saved.pop())          # as a decorator it only acts around calls
+        return super().__call__(func)
 
 
 class detect_anomaly(_Switch):
     """Raise FloatingPointError at the first operation that produces a nan or
-    inf, naming the operation and its inputs.  Off by default (IEEE results
-    are returned as they are).  Thread-local.
+    an inf, naming the operation and its inputs.  Off by default: results
+    follow IEEE arithmetic (log(-1) is nan, 1/0 is inf).  Thread-local.
 
     >>> import autograd_c as ag
     >>> with ag.detect_anomaly():
@@ -97,7 +108,7 @@ class detect_anomaly(_Switch):
     FloatingPointError: detect_anomaly: log(-1.0) produced nan
     """
 
-    _setter = staticmethod(_set_anomaly)
+    _set = staticmethod(_set_anomaly)
 
     def __init__(self, enabled=True):
         super().__init__(enabled)

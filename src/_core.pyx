@@ -15,7 +15,7 @@ from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.float cimport PyFloat_CheckExact, PyFloat_Check, PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_CheckExact, PyLong_Check
 from libc.math cimport isfinite, isnan, NAN
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from tape cimport *
@@ -35,8 +35,14 @@ cdef enum:
     K_RELEASED = 3   # a recorded result whose graph was released (see Tape._compact)
 
 # Compaction runs when the tape outgrows twice its size after the previous
-# compaction, and never below this many nodes (24 MB of tape).
+# compaction, and never below this many nodes (16 MB of tape).
 cdef ac_node _compaction_floor = 1 << 20
+
+# backward() keeps its adjoint buffer for the next call up to this many
+# nodes (8 MB); larger buffers are returned at once, so a big graph holds
+# 16 bytes a node, not 24, between passes.
+cdef enum:
+    ADJ_KEEP_MAX = 1 << 20
 
 
 # ---------------------------------------------------------------------------
@@ -57,6 +63,8 @@ cdef class Tape:
     cdef ac_node compact_at       # compact before the tape grows past this
     cdef ac_node limit            # min(capacity, compact_at): the one check on the hot path
     cdef Py_ssize_t compactions
+    cdef double *spare_adj        # a kept adjoint buffer (see ADJ_KEEP_MAX), or NULL
+    cdef ac_node spare_adj_size
     cdef unsigned long thread_id
     cdef object thread_name
 
@@ -72,16 +80,16 @@ cdef class Tape:
             ts.tape = NULL
         self._release_leaves()
         ac_tape_free(&self.t)
+        free(self.spare_adj)
 
     cdef void _release_leaves(self) noexcept:
-        """Drop the leaf table, clearing leaf caches that point here."""
+        """Drop the leaf table; leaves whose current entry is here take
+        their pending gradient and forget the entry."""
         cdef int64_t k, n = self.t.nleaves
-        cdef Variable leaf
         cdef void **objs = self.t.leaf_obj
         for k in range(n):
-            leaf = <Variable>objs[k]
-            if leaf.cache_tape == &self.t:
-                leaf.cache_tape = NULL
+            if self.t.leaf_flags[k] == AC_LEAF_CURRENT:
+                _detach(<Variable>objs[k])
         self.t.nleaves = 0
         for k in range(n):     # last: a leaf dealloc must see a consistent tape
             Py_DECREF(<object>objs[k])
@@ -92,6 +100,26 @@ cdef class Tape:
         ac_tape_clear(&self.t)
         self.compact_at = _compaction_floor
         self.limit = 0
+
+    cdef double *_adjoints(self, ac_node n) except NULL:
+        """A buffer for n adjoints; hand it back with _done_with_adjoints."""
+        cdef double *p
+        if n <= self.spare_adj_size:
+            return self.spare_adj
+        if n <= ADJ_KEEP_MAX:
+            p = <double *>realloc(self.spare_adj, n * sizeof(double))
+            if p != NULL:
+                self.spare_adj = p
+                self.spare_adj_size = n
+                return p
+        p = <double *>malloc(n * sizeof(double))
+        if p == NULL:
+            raise MemoryError(f"out of memory allocating adjoints for {n:,} nodes")
+        return p
+
+    cdef void _done_with_adjoints(self, double *p) noexcept:
+        if p != self.spare_adj:
+            free(p)
 
     cdef int _make_room(self, ac_node n) except -1:
         """Slow path of _reserve: compact if due, then grow."""
@@ -112,7 +140,6 @@ cdef class Tape:
 
     cdef void _release(self, Variable v) noexcept:
         """Detach a live Variable from its stale graph (see _compact)."""
-        v.grad_value = _node_grad(self, v.index)
         v.kind = K_RELEASED
         _unlink(self, v)
 
@@ -139,14 +166,14 @@ cdef class Tape:
         cdef ac_node node
 
         for k in range(n):
-            if (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]:
+            if _is_stale(t, k):
                 any_stale = True
                 break
         if any_stale:
             stale = <uint8_t *>malloc(n)
             if stale != NULL:
                 for k in range(n):
-                    stale[k] = (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]
+                    stale[k] = _is_stale(t, k)
                 stale_nodes = ac_stale_nodes(t, stale, &failed)
                 free(stale)
 
@@ -179,16 +206,18 @@ cdef class Tape:
             node = t.leaf_node[k]
             leaf = <Variable>t.leaf_obj[k]
             if ac_kept(&cp, node):
-                if leaf.cache_tape == t and leaf.index == node:
-                    leaf.index = ac_rank(&cp, node)
+                if t.leaf_flags[k] == AC_LEAF_CURRENT:
+                    leaf.index = kept_leaves      # the leaf's cached entry moves
                 t.leaf_obj[kept_leaves] = t.leaf_obj[k]
                 t.leaf_node[kept_leaves] = <uint32_t>ac_rank(&cp, node)
                 t.leaf_version[kept_leaves] = t.leaf_version[k]
+                t.leaf_grad[kept_leaves] = t.leaf_grad[k]
+                t.leaf_flags[kept_leaves] = t.leaf_flags[k]
                 leaf_remap[k] = kept_leaves
                 kept_leaves += 1
             else:
-                if leaf.cache_tape == t and leaf.index == node:
-                    leaf.cache_tape = NULL
+                if t.leaf_flags[k] == AC_LEAF_CURRENT:
+                    _detach(leaf)
                 leaf_remap[k] = -1
                 dropped[ndropped] = t.leaf_obj[k]
                 ndropped += 1
@@ -248,12 +277,6 @@ cdef inline void _unlink(Tape tape, Variable v) noexcept:
     tape.live -= 1
 
 
-cdef inline double _node_grad(Tape tape, ac_node i) noexcept:
-    if tape.t.adj_lo <= i <= tape.t.adj_hi:
-        return tape.t.adj[i]
-    return 0.0
-
-
 # ---------------------------------------------------------------------------
 # Variable
 # ---------------------------------------------------------------------------
@@ -282,13 +305,15 @@ cdef class Variable:
     """
     # No Python-object fields: the two references below are counted by hand
     # (see _variable_dealloc), so recycling a Variable costs no None fills.
+    # grad_value and version lead: a backward() reads and writes just these
+    # two on every leaf, so they should share a cache line.
     cdef double value             # the forward value
-    cdef double grad_value        # leaf: accumulated gradient; released: its last adjoint
-    cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
-    cdef ac_node index            # K_NODE: its node; K_LEAF: the node cached in cache_tape
-    cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
+    cdef double grad_value        # leaf: accumulated gradient; recorded: adjoint of the latest backward()
     cdef uint32_t version         # K_LEAF: bumped by every .data assignment
     cdef uint8_t kind             # K_CONST, K_LEAF, K_NODE or K_RELEASED
+    cdef ac_node index            # K_NODE: its node; K_LEAF: its current entry in cache_tape's leaf table
+    cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
+    cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
     cdef PyObject *prev           # K_NODE: the tape's registry of live Variables
     cdef PyObject *next
     cdef PyObject *label          # strong reference to the name (a str), or NULL
@@ -337,17 +362,15 @@ cdef class Variable:
         Leaves accumulate it over backward() calls until zeroed; a recorded
         Variable shows the adjoint of the latest backward() pass.
         """
-        if self.kind == K_NODE:
-            return _node_grad(<Tape>self.owner, self.index)
+        if self.cache_tape != NULL:
+            return self.grad_value + self.cache_tape.leaf_grad[self.index]
         return self.grad_value
 
     @grad.setter
     def grad(self, value):
-        cdef double g = float(0.0 if value is None else value)
-        if self.kind == K_NODE:
-            _set_node_grad(<Tape>self.owner, self.index, g)
-        else:
-            self.grad_value = g
+        self.grad_value = float(0.0 if value is None else value)
+        if self.cache_tape != NULL:
+            self.cache_tape.leaf_grad[self.index] = 0.0
 
     @property
     def requires_grad(self):
@@ -360,8 +383,8 @@ cdef class Variable:
             raise RuntimeError(
                 "requires_grad can only be changed on leaves; "
                 "use v.detach() for a constant copy of a recorded Variable")
+        _detach(self)
         self.kind = K_LEAF if flag else K_CONST
-        self.cache_tape = NULL
 
     @property
     def is_leaf(self):
@@ -440,6 +463,9 @@ cdef class Variable:
         """
         cdef double seed = float(gradient)
         cdef Tape tape
+        cdef ac_node lo, root
+        cdef double *adj
+        cdef int swept
         if self.kind == K_CONST:
             raise RuntimeError(
                 "backward() on a Variable that does not require grad: it is a constant "
@@ -448,34 +474,36 @@ cdef class Variable:
             self.grad_value += seed
             return
         tape = _owning_tape(self)
-        if ac_grow_adj(&tape.t, self.index + 1) < 0:
-            raise MemoryError(f"out of memory allocating adjoints for {self.index + 1:,} nodes")
-        tape.t.adj_lo = 0
-        tape.t.adj_hi = -1
-        lo = _sweep(tape, tape.t.adj, self.index, seed)
-        _deliver(tape, tape.t.adj, lo, self.index, None, None)
-        tape.t.adj_lo = lo
-        tape.t.adj_hi = self.index
+        root = self.index
+        adj = tape._adjoints(root + 1)
+        try:
+            swept = ac_sweep(&tape.t, adj, root, seed, 1, &lo)
+            _deliver(tape, adj, lo, root, swept, None, None)
+            _keep_adjoints(tape, adj, lo, root)
+        finally:
+            tape._done_with_adjoints(adj)
 
     def zero_grad(self):
         """Set ``.grad`` to 0 on self and on every leaf self depends on."""
         cdef Tape tape
-        cdef ac_node lo, i, root
+        cdef ac_node lo, root
         cdef int64_t k
+        cdef PyObject *p
         if self.kind != K_NODE:
-            self.grad_value = 0.0
+            self.grad = 0.0
             return
         tape = _owning_tape(self)
         root = self.index
         lo = ac_mark_reachable(&tape.t, root)
-        for k in range(_first_leaf_at(&tape.t, lo), tape.t.nleaves):
-            if tape.t.leaf_node[k] > root:
-                break
+        for k in range(ac_first_leaf_at(&tape.t, lo), ac_first_leaf_at(&tape.t, root + 1)):
             if ac_is_marked(&tape.t, tape.t.leaf_node[k]):
                 (<Variable>tape.t.leaf_obj[k]).grad_value = 0.0
-        for i in range(max(lo, tape.t.adj_lo), min(root, tape.t.adj_hi) + 1):
-            if ac_is_marked(&tape.t, i):
-                tape.t.adj[i] = 0.0
+                tape.t.leaf_grad[k] = 0.0
+        p = tape.live_head
+        while p != NULL:
+            if lo <= (<Variable>p).index <= root and ac_is_marked(&tape.t, (<Variable>p).index):
+                (<Variable>p).grad_value = 0.0
+            p = (<Variable>p).next
         ac_clear_marks(&tape.t, lo, root)
 
     # -- arithmetic ---------------------------------------------------------
@@ -680,10 +708,28 @@ cdef int _set_value(Variable v, object data) except -1:
         raise TypeError(
             "Variable data must be a real number (int, float, bool or a NumPy real scalar), "
             f"not {type(data).__name__}")
+    _detach(v)             # the next use records a new leaf entry with the new value
     v.value = x
     v.version += 1
-    v.cache_tape = NULL    # the next use records a new leaf entry with the new value
     return 0
+
+
+cdef inline void _detach(Variable v) noexcept:
+    """End a leaf's current tape entry: take its pending gradient, mark the
+    entry a past one (see ac_tape.leaf_grad) and forget it."""
+    cdef ac_tape *t = v.cache_tape
+    if t == NULL:
+        return
+    v.grad_value += t.leaf_grad[v.index]
+    t.leaf_grad[v.index] = 0.0
+    t.leaf_flags[v.index] = AC_LEAF_DETACHED
+    v.cache_tape = NULL
+
+
+cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
+    """A past leaf entry whose leaf has been assigned a new value since."""
+    return (t.leaf_flags[k] != AC_LEAF_CURRENT
+            and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k])
 
 
 cdef int _set_label(Variable v, object name) except -1:
@@ -703,26 +749,6 @@ def _rebuild(value, requires_grad, name, grad):
     cdef Variable v = Variable(value, requires_grad, name)
     v.grad_value = grad
     return v
-
-
-cdef void _set_node_grad(Tape tape, ac_node i, double g) except *:
-    """Assign one adjoint, widening the range of meaningful adjoints with zeros."""
-    cdef ac_node j
-    if tape.t.adj_hi < tape.t.adj_lo:
-        if ac_grow_adj(&tape.t, i + 1) < 0:
-            raise MemoryError("out of memory allocating adjoints")
-        tape.t.adj_lo = i
-        tape.t.adj_hi = i
-    elif i < tape.t.adj_lo or i > tape.t.adj_hi:
-        if ac_grow_adj(&tape.t, max(i, tape.t.adj_hi) + 1) < 0:
-            raise MemoryError("out of memory allocating adjoints")
-        for j in range(i, tape.t.adj_lo):
-            tape.t.adj[j] = 0.0
-        for j in range(tape.t.adj_hi + 1, i + 1):
-            tape.t.adj[j] = 0.0
-        tape.t.adj_lo = min(i, tape.t.adj_lo)
-        tape.t.adj_hi = max(i, tape.t.adj_hi)
-    tape.t.adj[i] = g
 
 
 cdef Variable _new_constant(double y):
@@ -824,7 +850,7 @@ cdef inline ac_node _operand_node(Tape tape, object o, int kind) except -1:
     if kind == K_NODE:
         return v.index
     if v.cache_tape == &tape.t:
-        return v.index
+        return tape.t.leaf_node[v.index]
     return _new_leaf_entry(tape, v)
 
 
@@ -833,14 +859,17 @@ cdef ac_node _new_leaf_entry(Tape tape, Variable leaf) except -1:
     cdef ac_node i
     if ac_reserve_leaves(&tape.t, 1) < 0:
         raise MemoryError("out of memory growing the leaf table")
+    _detach(leaf)          # its entry on another thread's tape becomes a past one
     i = ac_push(&tape.t, ac_pack(AC_LEAF, <uint64_t>k, 0), leaf.value)
     Py_INCREF(leaf)
     tape.t.leaf_obj[k] = <void *>leaf
     tape.t.leaf_node[k] = <uint32_t>i
     tape.t.leaf_version[k] = leaf.version
+    tape.t.leaf_grad[k] = 0.0
+    tape.t.leaf_flags[k] = AC_LEAF_CURRENT
     tape.t.nleaves = k + 1
     leaf.cache_tape = &tape.t
-    leaf.index = i
+    leaf.index = k
     return i
 
 
@@ -1021,66 +1050,71 @@ cdef object _compare(object a, object b, int how):
 # sweeping
 # ---------------------------------------------------------------------------
 
-cdef ac_node _sweep(Tape tape, double *adj, ac_node root, double seed):
-    cdef ac_node lo = root
-    ac_seed(&tape.t, adj, root, seed)
-    ac_sweep(&tape.t, adj, root, &lo)
-    return lo
+cdef int _deliver(Tape tape, double *adj, ac_node lo, ac_node root, int swept,
+                  dict wanted, list out) except -1:
+    """Finish what ac_sweep started with the leaf entries in [lo, root].
 
-
-cdef int64_t _first_leaf_at(ac_tape *t, ac_node lo) noexcept:
-    """Index of the first leaf-table entry whose node is >= lo (entries are in node order)."""
-    cdef int64_t a = 0, b = t.nleaves, m
-    while a < b:
-        m = (a + b) // 2
-        if t.leaf_node[m] < lo:
-            a = m + 1
-        else:
-            b = m
-    return a
-
-
-cdef int _deliver(Tape tape, double *adj, ac_node lo, ac_node root, dict wanted, list out) except -1:
-    """After a sweep: check the reached leaf entries, then either add their
-    adjoints into the leaves' .grad (wanted is None) or into out[wanted[id(leaf)]].
-    Clears the marks the sweep left on leaf nodes."""
+    A past (detached) entry whose leaf was assigned a new value since it
+    was recorded makes backward() fail, with every gradient as it was:
+    the gradient would be for a value that no longer exists.  (A detached
+    entry with adjoint 0 may be unreachable from the output; only then is
+    reachability computed, to tell the two apart.)  Then the gradients the
+    sweep did not hand over go out: into leaf_grad for current entries, into
+    the leaf object for past ones, or, for grad(), into out[wanted[id(leaf)]].
+    """
     cdef ac_tape *t = &tape.t
-    cdef int64_t k, first = _first_leaf_at(t, lo)
-    cdef ac_node node
-    cdef Variable leaf
-    cdef object stale = None
-    for k in range(first, t.nleaves):
-        node = t.leaf_node[k]
-        if node > root:
-            break
-        if ac_is_marked(t, node) and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]:
-            stale = <Variable>t.leaf_obj[k]
-            break
-    if stale is not None:
-        for k in range(first, t.nleaves):
-            if t.leaf_node[k] > root:
-                break
-            ac_unmark(t, t.leaf_node[k])
-        label = "" if stale.name is None else f" {stale.name!r}"
-        raise RuntimeError(
-            f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after the "
-            "graph was recorded, so its gradient would be for values that no longer exist; "
-            "record the expression again from the current values")
-    for k in range(first, t.nleaves):
-        node = t.leaf_node[k]
-        if node > root:
-            break
-        if not ac_is_marked(t, node):
-            continue
-        ac_unmark(t, node)
-        leaf = <Variable>t.leaf_obj[k]
-        if wanted is None:
-            leaf.grad_value += adj[node]
-        else:
-            slot = wanted.get(id(leaf))
+    cdef int64_t first = ac_first_leaf_at(t, lo), last = ac_first_leaf_at(t, root + 1), k
+    cdef ac_node marked_lo = -1, node
+    if swept & AC_SWEPT_DETACHED:
+        try:
+            for k in range(first, last):
+                if not _is_stale(t, k):
+                    continue
+                node = t.leaf_node[k]
+                if adj[node] == 0.0:
+                    if marked_lo < 0:
+                        marked_lo = ac_mark_reachable(t, root)
+                    if not ac_is_marked(t, node):
+                        continue            # not part of this graph
+                if swept & AC_SWEPT_DELIVERED:
+                    ac_undo_delivery(t, adj, lo, root)
+                name = (<Variable>t.leaf_obj[k]).name
+                label = "" if name is None else f" {name!r}"
+                raise RuntimeError(
+                    f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after "
+                    "the graph was recorded, so its gradient would be for a value that no longer "
+                    "exists; record the expression again from the current values")
+        finally:
+            if marked_lo >= 0:
+                ac_clear_marks(t, marked_lo, root)
+
+    if wanted is not None:
+        for k in range(first, last):
+            slot = wanted.get(id(<object>t.leaf_obj[k]))
             if slot is not None:
-                out[slot] += adj[node]
+                out[slot] += adj[t.leaf_node[k]]
+    elif not swept & AC_SWEPT_DELIVERED:
+        for k in range(first, last):
+            if t.leaf_flags[k] == AC_LEAF_CURRENT:
+                t.leaf_grad[k] += adj[t.leaf_node[k]]
+            else:
+                (<Variable>t.leaf_obj[k]).grad_value += adj[t.leaf_node[k]]
+    elif swept & AC_SWEPT_DETACHED:
+        for k in range(first, last):
+            if t.leaf_flags[k] != AC_LEAF_CURRENT:
+                (<Variable>t.leaf_obj[k]).grad_value += adj[t.leaf_node[k]]
     return 0
+
+
+cdef void _keep_adjoints(Tape tape, double *adj, ac_node lo, ac_node root) noexcept:
+    """Each live recorded Variable keeps its adjoint from this pass as .grad
+    (0 if the output does not depend on it), so the buffer can go."""
+    cdef PyObject *p = tape.live_head
+    cdef ac_node i
+    while p != NULL:
+        i = (<Variable>p).index
+        (<Variable>p).grad_value = adj[i] if lo <= i <= root else 0.0
+        p = (<Variable>p).next
 
 
 # ---------------------------------------------------------------------------
@@ -1216,6 +1250,7 @@ def grad(output, inputs):
     cdef Tape tape
     cdef double *adj
     cdef ac_node lo, root
+    cdef int swept
     cdef Py_ssize_t j
     if not isinstance(output, Variable):
         raise TypeError(f"grad() output must be a Variable, not {type(output).__name__}")
@@ -1231,11 +1266,9 @@ def grad(output, inputs):
         return [1.0 if x is out else 0.0 for x in inputs]
     tape = _owning_tape(out)
     root = out.index
-    adj = <double *>malloc((root + 1) * sizeof(double))
-    if adj == NULL:
-        raise MemoryError(f"out of memory allocating adjoints for {root + 1:,} nodes")
+    adj = tape._adjoints(root + 1)
     try:
-        lo = _sweep(tape, adj, root, 1.0)
+        swept = ac_sweep(&tape.t, adj, root, 1.0, 0, &lo)
         wanted = {}
         for j, x in enumerate(inputs):
             v = x
@@ -1243,14 +1276,14 @@ def grad(output, inputs):
                 wanted[id(v)] = j
             elif v.kind == K_NODE and v.owner == <PyObject *>tape and lo <= v.index <= root:
                 result[j] = adj[v.index]
-        _deliver(tape, adj, lo, root, wanted, result)
+        _deliver(tape, adj, lo, root, swept, wanted, result)
         # several inputs may be the same leaf
         for j, x in enumerate(inputs):
             v = x
             if v.kind == K_LEAF and wanted[id(v)] != j:
                 result[j] = result[wanted[id(v)]]
     finally:
-        free(adj)
+        tape._done_with_adjoints(adj)
     return result
 
 

@@ -47,19 +47,19 @@ static int ac_resize(void **p, int64_t count, size_t item)
 void ac_tape_init(ac_tape *t)
 {
     memset(t, 0, sizeof *t);
-    t->adj_hi = -1;
 }
 
 void ac_tape_free(ac_tape *t)
 {
     free(t->code);
     free(t->val);
-    free(t->adj);
     free(t->consts);
     free(t->args);
     free(t->leaf_obj);
     free(t->leaf_node);
     free(t->leaf_version);
+    free(t->leaf_grad);
+    free(t->leaf_flags);
     ac_tape_init(t);
 }
 
@@ -69,17 +69,11 @@ void ac_tape_clear(ac_tape *t)
     t->nconsts = 0;
     t->nargs = 0;
     t->nleaves = 0;
-    t->adj_lo = 0;
-    t->adj_hi = -1;
     memset(t->const_cache, 0, sizeof t->const_cache);
     if (t->capacity > AC_SHRINK_ABOVE) {
         free(t->code); t->code = NULL;
         free(t->val); t->val = NULL;
         t->capacity = 0;
-    }
-    if (t->adj_capacity > AC_SHRINK_ABOVE) {
-        free(t->adj); t->adj = NULL;
-        t->adj_capacity = 0;
     }
     if (t->consts_capacity > AC_SHRINK_ABOVE) {
         free(t->consts); t->consts = NULL;
@@ -107,17 +101,6 @@ int ac_grow_nodes(ac_tape *t, ac_node need)
     if (ac_resize((void **)&t->code, cap, sizeof *t->code) < 0) return -1;
     if (ac_resize((void **)&t->val, cap, sizeof *t->val) < 0) return -1;
     t->capacity = cap;
-    return 0;
-}
-
-int ac_grow_adj(ac_tape *t, ac_node need)
-{
-    ac_node cap;
-    if (need <= t->adj_capacity) return 0;
-    cap = ac_next_capacity(t->adj_capacity, need, AC_INITIAL_NODES, AC_MAX_NODES);
-    if (cap < t->capacity && t->capacity >= need) cap = t->capacity;
-    if (ac_resize((void **)&t->adj, cap, sizeof *t->adj) < 0) return -1;
-    t->adj_capacity = cap;
     return 0;
 }
 
@@ -151,6 +134,8 @@ int ac_reserve_leaves(ac_tape *t, int64_t more)
     if (ac_resize((void **)&t->leaf_obj, cap, sizeof *t->leaf_obj) < 0) return -1;
     if (ac_resize((void **)&t->leaf_node, cap, sizeof *t->leaf_node) < 0) return -1;
     if (ac_resize((void **)&t->leaf_version, cap, sizeof *t->leaf_version) < 0) return -1;
+    if (ac_resize((void **)&t->leaf_grad, cap, sizeof *t->leaf_grad) < 0) return -1;
+    if (ac_resize((void **)&t->leaf_flags, cap, sizeof *t->leaf_flags) < 0) return -1;
     t->leaves_capacity = cap;
     return 0;
 }
@@ -158,17 +143,143 @@ int ac_reserve_leaves(ac_tape *t, int64_t more)
 size_t ac_tape_bytes(const ac_tape *t)
 {
     return (size_t)t->capacity * (sizeof *t->code + sizeof *t->val)
-         + (size_t)t->adj_capacity * sizeof *t->adj
          + (size_t)t->consts_capacity * sizeof *t->consts
          + (size_t)t->args_capacity * sizeof *t->args
-         + (size_t)t->leaves_capacity * (sizeof *t->leaf_obj + sizeof *t->leaf_node + sizeof *t->leaf_version);
+         + (size_t)t->leaves_capacity * (sizeof *t->leaf_obj + sizeof *t->leaf_node + sizeof *t->leaf_version
+                                          + sizeof *t->leaf_grad + sizeof *t->leaf_flags);
 }
 
 /* ---- reverse sweep ------------------------------------------------------ */
 
-/* Add v into the adjoint of node n; the first contribution initialises it,
- * so the adjoint array never needs clearing. */
-#define AC_TOUCH(n, v)                                                         \
+/* The adjoint rule of every opcode, once, for both sweeps below.  TOUCH(n, v)
+ * is what a sweep does with contribution v to operand n; g, y and the
+ * operand values come from the node at hand. */
+#define AC_PROPAGATE(TOUCH)                                                    \
+    switch (op) {                                                              \
+    AC_UNARY_OPS(AC_UNARY_CASE_##TOUCH)                                        \
+    AC_CONST_OPS(AC_CONST_CASE_##TOUCH)                                        \
+    AC_BINARY_OPS(AC_BINARY_CASE_##TOUCH)                                      \
+    case AC_SUM: {                                                             \
+        const uint32_t *refs = args + ac_offset(w);                            \
+        uint32_t k, m = refs[0];                                               \
+        for (k = 1; k <= m; ++k)                                               \
+            if (!(refs[k] & AC_REF_CONST)) TOUCH(refs[k], g);                  \
+        break;                                                                 \
+    }                                                                          \
+    case AC_DOT: {   /* refs come in pairs (x_j, z_j); d/dx_j = z_j */         \
+        const uint32_t *refs = args + ac_offset(w);                            \
+        uint32_t k, m = refs[0];                                               \
+        for (k = 1; k < m; k += 2) {                                           \
+            uint32_t rx = refs[k], rz = refs[k + 1];                           \
+            double x = (rx & AC_REF_CONST) ? consts[rx & AC_REF_INDEX_MASK] : val[rx]; \
+            double z = (rz & AC_REF_CONST) ? consts[rz & AC_REF_INDEX_MASK] : val[rz]; \
+            if (!(rx & AC_REF_CONST)) TOUCH(rx, g * z);                        \
+            if (!(rz & AC_REF_CONST)) TOUCH(rz, g * x);                        \
+        }                                                                      \
+        break;                                                                 \
+    }                                                                          \
+    default:                                                                   \
+        break;                                                                 \
+    }
+
+#define AC_UNARY_CASE(TOUCH, OP, D)                                            \
+    case OP: { double x = val[a], y = val[i]; (void)x; (void)y; TOUCH(a, (D)); break; }
+#define AC_CONST_CASE(TOUCH, OP, D)                                            \
+    case OP: { double x = val[a], c = consts[b], y = val[i]; (void)x; (void)c; (void)y; \
+               TOUCH(a, (D)); break; }
+#define AC_BINARY_CASE(TOUCH, OP, DX, DZ)                                      \
+    case OP: { double x = val[a], z = val[b], y = val[i]; (void)x; (void)z; (void)y; \
+               double dx = (DX), dz = (DZ); TOUCH(a, dx); TOUCH(b, dz); break; }
+
+#define AC_UNARY_CASE_AC_ADD_TO(OP, NAME, F, D) AC_UNARY_CASE(AC_ADD_TO, OP, D)
+#define AC_CONST_CASE_AC_ADD_TO(OP, NAME, F, D) AC_CONST_CASE(AC_ADD_TO, OP, D)
+#define AC_BINARY_CASE_AC_ADD_TO(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_ADD_TO, OP, DX, DZ)
+#define AC_UNARY_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_UNARY_CASE(AC_CHECK_NAN, OP, D)
+#define AC_CONST_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_CONST_CASE(AC_CHECK_NAN, OP, D)
+#define AC_BINARY_CASE_AC_CHECK_NAN(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_CHECK_NAN, OP, DX, DZ)
+#define AC_UNARY_CASE_AC_MARKED_ADD(OP, NAME, F, D) AC_UNARY_CASE(AC_MARKED_ADD, OP, D)
+#define AC_CONST_CASE_AC_MARKED_ADD(OP, NAME, F, D) AC_CONST_CASE(AC_MARKED_ADD, OP, D)
+#define AC_BINARY_CASE_AC_MARKED_ADD(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_MARKED_ADD, OP, DX, DZ)
+
+/* Fast sweep.  Adds every contribution; the adjoint array is zeroed lazily,
+ * a block at a time below the lowest node touched so far, so it never
+ * needs a full clear and the loop ends at the lowest node the output
+ * depends on.  A node whose adjoint is exactly 0 is skipped: its
+ * contributions are 0 * (local derivative), which only matter when that
+ * derivative is inf or nan.  If it is, the node may or may not be
+ * reachable from the output, and only an exact reachability sweep can give
+ * PyTorch's answer (nan if reachable, nothing if not): return 0 and let
+ * ac_sweep run the exact sweep. */
+#define AC_ZERO_BLOCK 512
+#if defined(__GNUC__) || defined(__clang__)
+#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define AC_UNLIKELY(x) (x)
+#endif
+#define AC_ADD_TO(n, v)                                                        \
+    do {                                                                       \
+        ac_node n_ = (n);                                                      \
+        double v_ = (v);                                                       \
+        if (AC_UNLIKELY(n_ < zeroed)) {                                        \
+            ac_node from_ = n_ > AC_ZERO_BLOCK ? n_ - AC_ZERO_BLOCK : 0;       \
+            memset(adj + from_, 0, (size_t)(zeroed - from_) * sizeof *adj);    \
+            zeroed = from_;                                                    \
+        }                                                                      \
+        if (n_ < low) low = n_;                                                \
+        adj[n_] += v_;                                                         \
+    } while (0)
+/* on bailing out, give back what leaves received so far */
+#define AC_CHECK_NAN(n, v)                                                     \
+    do {                                                                       \
+        double v_ = (v);                                                       \
+        (void)(n);                                                             \
+        if (v_ != v_) {                                                        \
+            if (*result & AC_SWEPT_DELIVERED) ac_undo_delivery(t, adj, i + 1, root); \
+            return 0;                                                          \
+        }                                                                      \
+    } while (0)
+
+static int ac_sweep_fast(ac_tape *t, double *adj, ac_node root, double seed, int deliver,
+                         int *result, ac_node *lo)
+{
+    const ac_code *code = t->code;
+    const double *val = t->val, *consts = t->consts;
+    const uint32_t *args = t->args;
+    const uint8_t *leaf_flags = t->leaf_flags;
+    double *leaf_grad = t->leaf_grad;
+    ac_node low = root, zeroed = root, i;   /* adj[zeroed..root) is cleared */
+
+    *result = deliver ? AC_SWEPT_DELIVERED : 0;
+    adj[root] = seed;
+    for (i = root; i >= low; --i) {
+        ac_code w = code[i];
+        int op = ac_opcode(w);
+        ac_node a = ac_operand_a(w), b = ac_operand_b(w);
+        double g = adj[i];
+        if (op == AC_LEAF) {          /* every user is above: g is final */
+            if (leaf_flags[a] != AC_LEAF_CURRENT) {
+                *result |= AC_SWEPT_DETACHED;
+            } else if (deliver) {
+                adj[i] = leaf_grad[a];
+                leaf_grad[a] += g;
+            }
+            continue;
+        }
+        if (g != 0.0) {
+            AC_PROPAGATE(AC_ADD_TO)
+        } else {
+            AC_PROPAGATE(AC_CHECK_NAN)
+        }
+    }
+    *lo = low;
+    return 1;
+}
+
+/* Exact sweep: only nodes reachable from the output propagate, as in
+ * PyTorch, found with the mark bit as the sweep goes.  The first
+ * contribution to a node initialises its adjoint; unreached nodes in range
+ * get 0.  Marks are cleared on the way. */
+#define AC_MARKED_ADD(n, v)                                                    \
     do {                                                                       \
         ac_node n_ = (n);                                                      \
         double v_ = (v);                                                       \
@@ -181,67 +292,58 @@ size_t ac_tape_bytes(const ac_tape *t)
         }                                                                      \
     } while (0)
 
-ac_node ac_sweep(ac_tape *t, double *adj, ac_node from, ac_node *lo)
+static void ac_sweep_exact(ac_tape *t, double *adj, ac_node root, double seed, int *result, ac_node *lo)
 {
     ac_code *code = t->code;
-    const double *val = t->val;
-    const double *consts = t->consts;
+    const double *val = t->val, *consts = t->consts;
     const uint32_t *args = t->args;
-    ac_node low = *lo, i;
+    ac_node low = root, i;
 
-    for (i = from; i >= low; --i) {
+    adj[root] = seed;
+    code[root] |= AC_MARK;
+    for (i = root; i >= low; --i) {
         ac_code w = code[i];
         int op = ac_opcode(w);
         ac_node a = ac_operand_a(w), b = ac_operand_b(w);
-        double g, y;
+        double g;
         if (!(w & AC_MARK)) {
             adj[i] = 0.0;
             continue;
         }
-        if (op == AC_LEAF) continue;    /* keeps its mark for leaf delivery */
         code[i] = w & ~AC_MARK;
         g = adj[i];
-        y = val[i];
-        switch (op) {
-#define AC_CASE(OP, NAME, F, D)                                                \
-        case OP: { double x = val[a]; (void)x; (void)y; AC_TOUCH(a, (D)); break; }
-        AC_UNARY_OPS(AC_CASE)
-#undef AC_CASE
-#define AC_CASE(OP, NAME, F, D)                                                \
-        case OP: { double x = val[a], c = consts[b]; (void)x; (void)c; (void)y; \
-                   AC_TOUCH(a, (D)); break; }
-        AC_CONST_OPS(AC_CASE)
-#undef AC_CASE
-#define AC_CASE(OP, NAME, F, DX, DZ)                                           \
-        case OP: { double x = val[a], z = val[b]; (void)x; (void)z; (void)y;    \
-                   double dx = (DX), dz = (DZ); AC_TOUCH(a, dx); AC_TOUCH(b, dz); break; }
-        AC_BINARY_OPS(AC_CASE)
-#undef AC_CASE
-        case AC_SUM: {
-            const uint32_t *refs = args + ac_offset(w);
-            uint32_t k, m = refs[0];
-            for (k = 1; k <= m; ++k)
-                if (!(refs[k] & AC_REF_CONST)) AC_TOUCH(refs[k], g);
-            break;
-        }
-        case AC_DOT: {   /* refs come in pairs (x_j, z_j); d/dx_j = z_j */
-            const uint32_t *refs = args + ac_offset(w);
-            uint32_t k, m = refs[0];
-            for (k = 1; k < m; k += 2) {
-                uint32_t rx = refs[k], rz = refs[k + 1];
-                double x = (rx & AC_REF_CONST) ? consts[rx & AC_REF_INDEX_MASK] : val[rx];
-                double z = (rz & AC_REF_CONST) ? consts[rz & AC_REF_INDEX_MASK] : val[rz];
-                if (!(rx & AC_REF_CONST)) AC_TOUCH(rx, g * z);
-                if (!(rz & AC_REF_CONST)) AC_TOUCH(rz, g * x);
-            }
-            break;
-        }
-        default:
-            break;
-        }
+        if (op == AC_LEAF && t->leaf_flags[a] != AC_LEAF_CURRENT) *result |= AC_SWEPT_DETACHED;
+        AC_PROPAGATE(AC_MARKED_ADD)
     }
     *lo = low;
-    return -1;
+}
+
+int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo)
+{
+    int result;
+    if (!ac_sweep_fast(t, adj, root, seed, deliver, &result, lo)) {
+        result = 0;    /* the exact sweep leaves delivery to the caller */
+        ac_sweep_exact(t, adj, root, seed, &result, lo);
+    }
+    return result;
+}
+
+int64_t ac_first_leaf_at(const ac_tape *t, ac_node node)
+{
+    int64_t lo = 0, hi = t->nleaves, mid;
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if ((ac_node)t->leaf_node[mid] < node) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root)
+{
+    int64_t k;
+    for (k = ac_first_leaf_at(t, lo); k < t->nleaves && (ac_node)t->leaf_node[k] <= root; ++k)
+        if (t->leaf_flags[k] == AC_LEAF_CURRENT) t->leaf_grad[k] = adj[t->leaf_node[k]];
 }
 
 ac_node ac_mark_reachable(ac_tape *t, ac_node root)
@@ -347,7 +449,7 @@ void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
     ac_code *code = t->code;
     double *val = t->val, *old_consts = t->consts;
     int64_t new_nargs = 0;
-    ac_node i, j = 0, adj_lo = t->adj_lo, adj_hi = t->adj_hi;
+    ac_node i, j = 0;
 
     /* Surviving constants are re-added to the new pool through a fresh dedup
      * cache; the pool has room for every reference, so it never grows. */
@@ -385,18 +487,9 @@ void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
         }
         code[j] = out;
         val[j] = val[i];
-        if (i >= adj_lo && i <= adj_hi) t->adj[j] = t->adj[i];
         ++j;
     }
 
-    if (adj_hi >= adj_lo && adj_hi < t->size) {
-        t->adj_lo = ac_rank(cp, adj_lo);
-        t->adj_hi = ac_rank(cp, adj_hi + 1) - 1;
-    }
-    if (t->adj_hi < t->adj_lo) {
-        t->adj_lo = 0;
-        t->adj_hi = -1;
-    }
     t->size = j;
     t->nargs = new_nargs;
     free(old_consts);

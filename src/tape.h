@@ -4,8 +4,8 @@
  * node has a smaller index.  The tape is therefore already in topological
  * order; the reverse sweep is a countdown from the output node.
  *
- * Per node the tape holds 16 bytes while recording (a packed code word and
- * the forward value) and 8 more once a sweep has produced its adjoint.
+ * Per node the tape holds 16 bytes: a packed code word and the forward value.
+ * Adjoints exist only during backward(), in a buffer the caller provides.
  * Constant operands (x * 0.5) live in a deduplicated side pool addressed by
  * operand b, and the operand lists of n-ary nodes (sum, dot) in a side
  * array of 32-bit references, so neither costs an extra word per node.
@@ -45,6 +45,10 @@ static inline ac_node ac_operand_a(ac_code c) { return (ac_node)((c >> 8) & AC_F
 static inline ac_node ac_operand_b(ac_code c) { return (ac_node)(c >> 36); }
 static inline uint64_t ac_offset(ac_code c) { return c >> 8; }
 
+/* leaf_flags values */
+#define AC_LEAF_CURRENT   1   /* the leaf caches this entry; gradients go to leaf_grad */
+#define AC_LEAF_DETACHED  0   /* a past entry: gradients go straight to the leaf object */
+
 /* n-ary operand references: a node index, or (with AC_REF_CONST) a constant */
 #define AC_REF_CONST       0x80000000u
 #define AC_REF_INDEX_MASK  0x7fffffffu
@@ -58,10 +62,6 @@ typedef struct ac_tape {
     ac_node size;             /* nodes recorded */
     ac_node capacity;
 
-    double *adj;              /* [adj_capacity] adjoints of the latest sweep */
-    ac_node adj_capacity;
-    ac_node adj_lo, adj_hi;   /* adj[i] is meaningful for adj_lo <= i <= adj_hi; others are 0 */
-
     double *consts;           /* constant operands, deduplicated through const_cache */
     int64_t nconsts, consts_capacity;
     uint32_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
@@ -69,12 +69,19 @@ typedef struct ac_tape {
     uint32_t *args;           /* n-ary operand lists: a count, then that many references */
     int64_t nargs, args_capacity;
 
-    /* Leaf table, in node order: entry k is the leaf object leaf_obj[k]
-     * (a strong reference held by the Cython layer), recorded at node
-     * leaf_node[k] when its version counter was leaf_version[k]. */
+    /* Leaf table, in node order.  Entry k: the leaf object leaf_obj[k] (a
+     * strong reference owned by the Cython layer), recorded at node
+     * leaf_node[k] when its version counter was leaf_version[k].  While the
+     * entry is the leaf's current one (leaf_flags[k] == AC_LEAF_CURRENT),
+     * backward() adds the leaf's gradient into leaf_grad[k] -- a sequential
+     * write instead of a visit to every leaf object -- and the leaf adds
+     * leaf_grad[k] to its own gradient when read, or keeps it for good when
+     * the entry stops being current. */
     void **leaf_obj;
     uint32_t *leaf_node;
     uint32_t *leaf_version;
+    double *leaf_grad;
+    uint8_t *leaf_flags;
     int64_t nleaves, leaves_capacity;
 } ac_tape;
 
@@ -84,7 +91,6 @@ void ac_tape_init(ac_tape *t);
 void ac_tape_free(ac_tape *t);
 void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
 int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
-int ac_grow_adj(ac_tape *t, ac_node need);
 int ac_grow_consts(ac_tape *t);
 int ac_reserve_args(ac_tape *t, int64_t more);
 int ac_reserve_leaves(ac_tape *t, int64_t more);
@@ -125,21 +131,22 @@ static inline void ac_unmark(ac_tape *t, ac_node i) { t->code[i] &= ~AC_MARK; }
 
 /* ---- reverse sweep ------------------------------------------------------ */
 
-/* Seed adj[root] = seed and mark the root reached. */
-static inline void ac_seed(ac_tape *t, double *adj, ac_node root, double seed)
-{
-    adj[root] = seed;
-    t->code[root] |= AC_MARK;
-}
-
-/* Sweep nodes from index `from` down to *lo, which the sweep lowers to the
- * smallest operand it reaches.  Only reached nodes propagate (so an
- * unrelated graph sharing the tape is never touched, and a nan partial on
- * a node the output does not depend on cannot leak in); unreached nodes in
- * range get adjoint 0.  Marks are cleared as nodes are processed, except on
- * AC_LEAF nodes: the caller reads those marks to deliver leaf gradients.
- * Returns -1 when done.  Pure C: no allocation, cannot fail. */
-ac_node ac_sweep(ac_tape *t, double *adj, ac_node from, ac_node *lo);
+/* Sweep from the output node `root` (adjoint `seed`) down to the lowest node
+ * it depends on; *lo receives that node's index.  Afterwards adj[i], for
+ * *lo <= i <= root, is d(output)/d(node i) -- 0 for nodes the output does
+ * not depend on -- with PyTorch's semantics: only nodes reachable from the
+ * output propagate, so an unrelated graph sharing the tape never leaks a
+ * nan in.  No marks are left.  Pure C: no allocation, cannot fail.
+ *
+ * With deliver != 0 the sweep also adds each current leaf entry's adjoint
+ * into leaf_grad as it passes the entry, leaving in adj[] of that leaf
+ * node the leaf_grad it had before (so ac_undo_delivery can restore it
+ * exactly).  The result says what happened: */
+#define AC_SWEPT_DELIVERED  1   /* current entries in range got their gradient */
+#define AC_SWEPT_DETACHED   2   /* a past (detached) leaf entry is in range; its adj is its adjoint */
+int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo);
+void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root);
+int64_t ac_first_leaf_at(const ac_tape *t, ac_node node);
 
 /* Mark every node reachable from the already-marked node `root`, without
  * computing adjoints; returns the lowest marked index.  The caller clears
@@ -188,7 +195,7 @@ static inline int ac_kept(const ac_compactor *cp, ac_node i) { return ac_bit(cp-
 
 /* Finish: slide surviving nodes down in order, remap operands (leaf-table
  * indices through leaf_remap: the caller has compacted the leaf table),
- * rebuild the constant pool and operand lists, keep the latest adjoints. */
+ * rebuild the constant pool and operand lists. */
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
 void ac_compact_free(ac_compactor *cp);
 

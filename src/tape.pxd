@@ -25,16 +25,14 @@ cdef extern from "tape.h" nogil:
     ac_code AC_MARK
     ac_node AC_MAX_NODES
     uint32_t AC_REF_CONST
+    uint8_t AC_LEAF_CURRENT
+    uint8_t AC_LEAF_DETACHED
 
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
         double *val                   # [capacity] forward value per node
         ac_node size
         ac_node capacity
-        double *adj                   # adjoints of the latest sweep
-        ac_node adj_capacity
-        ac_node adj_lo                # adj[i] is meaningful for adj_lo <= i <= adj_hi
-        ac_node adj_hi
         double *consts                # constant operands
         int64_t nconsts
         uint32_t *args                # n-ary operand lists: count, then references
@@ -42,6 +40,8 @@ cdef extern from "tape.h" nogil:
         void **leaf_obj               # leaf table: Variable objects (strong references)
         uint32_t *leaf_node           #   node of each entry, ascending
         uint32_t *leaf_version        #   the leaf's version when recorded
+        double *leaf_grad             #   gradient not yet handed to the leaf object
+        uint8_t *leaf_flags           #   AC_LEAF_CURRENT or AC_LEAF_DETACHED
         int64_t nleaves
 
     ctypedef struct ac_compactor:
@@ -57,7 +57,6 @@ cdef extern from "tape.h" nogil:
     void ac_tape_free(ac_tape *t)
     void ac_tape_clear(ac_tape *t)
     int ac_grow_nodes(ac_tape *t, ac_node need)
-    int ac_grow_adj(ac_tape *t, ac_node need)
     int ac_reserve_args(ac_tape *t, int64_t more)
     int ac_reserve_leaves(ac_tape *t, int64_t more)
     size_t ac_tape_bytes(const ac_tape *t)
@@ -67,8 +66,11 @@ cdef extern from "tape.h" nogil:
     bint ac_is_marked(const ac_tape *t, ac_node i)
     void ac_set_mark(ac_tape *t, ac_node i)
     void ac_unmark(ac_tape *t, ac_node i)
-    void ac_seed(ac_tape *t, double *adj, ac_node root, double seed)
-    ac_node ac_sweep(ac_tape *t, double *adj, ac_node start, ac_node *lo)
+    int AC_SWEPT_DELIVERED
+    int AC_SWEPT_DETACHED
+    int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo)
+    void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root)
+    int64_t ac_first_leaf_at(const ac_tape *t, ac_node node)
     ac_node ac_mark_reachable(ac_tape *t, ac_node root)
     void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi)
     int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi)
