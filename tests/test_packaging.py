@@ -13,7 +13,7 @@ def test_import_without_compiled_core_says_how_to_build(tmp_path):
     for source in (ROOT / "autograd_c").glob("*.py"):
         shutil.copy(source, pkg)
     run = subprocess.run(
-        [sys.executable, "-c", "import autograd_c"],
+        [sys.executable, "-S", "-c", "import autograd_c"],  # -S: no site-packages
         cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode != 0
     assert "ImportError" in run.stderr
