@@ -88,7 +88,7 @@ cdef class Tape:
         cdef int64_t k, n = self.t.nleaves
         cdef void **objs = self.t.leaf_obj
         for k in range(n):
-            if self.t.leaf_flags[k] == AC_LEAF_CURRENT:
+            if self.t.leaf_flags[k] & AC_LEAF_CURRENT:
                 _detach(<Variable>objs[k])
         self.t.nleaves = 0
         for k in range(n):     # last: a leaf dealloc must see a consistent tape
@@ -148,7 +148,7 @@ cdef class Tape:
 
         Graphs that depend on a leaf whose value changed after recording
         (``leaf.data = ...``) are released first: backward() through them
-        would raise anyway (see _check_leaves), so keeping every training
+        would raise anyway (see _deliver), so keeping every training
         step's loss in a list does not keep every step's graph.
         """
         cdef ac_tape *t = &self.t
@@ -163,7 +163,7 @@ cdef class Tape:
         cdef ac_compactor cp
         cdef int64_t *leaf_remap = NULL
         cdef void **dropped = NULL
-        cdef ac_node node
+        cdef int begun
 
         for k in range(n):
             if _is_stale(t, k):
@@ -187,36 +187,33 @@ cdef class Tape:
                 ac_set_mark(t, v.index)
             p = following
         free(stale_nodes)
-
+        begun = ac_compact_begin(t, &cp)
+        if begun <= 0:
+            return 0        # everything is reachable, or no memory to compact (the tape just grows)
         leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
         dropped = <void **>malloc((n + 1) * sizeof(void *))
-        if leaf_remap == NULL or dropped == NULL or ac_compact_begin(t, &cp) < 0:
-            # Out of memory: skip compacting (the tape just grows instead).
-            ac_clear_marks(t, 0, t.size - 1)
-            free(leaf_remap)
-            free(dropped)
-            return 0
-        if cp.kept == t.size:       # everything is reachable: indices stay as they are
+        if leaf_remap == NULL or dropped == NULL:
+            for k in range(n):
+                t.leaf_flags[k] &= ~AC_LEAF_MARK
             ac_compact_free(&cp)
             free(leaf_remap)
             free(dropped)
             return 0
 
         for k in range(n):
-            node = t.leaf_node[k]
             leaf = <Variable>t.leaf_obj[k]
-            if ac_kept(&cp, node):
-                if t.leaf_flags[k] == AC_LEAF_CURRENT:
+            if t.leaf_flags[k] & AC_LEAF_MARK:      # a surviving node uses this entry
+                if t.leaf_flags[k] & AC_LEAF_CURRENT:
                     leaf.index = kept_leaves      # the leaf's cached entry moves
                 t.leaf_obj[kept_leaves] = t.leaf_obj[k]
-                t.leaf_node[kept_leaves] = <uint32_t>ac_rank(&cp, node)
+                t.leaf_val[kept_leaves] = t.leaf_val[k]
                 t.leaf_version[kept_leaves] = t.leaf_version[k]
                 t.leaf_grad[kept_leaves] = t.leaf_grad[k]
-                t.leaf_flags[kept_leaves] = t.leaf_flags[k]
+                t.leaf_flags[kept_leaves] = t.leaf_flags[k] & ~AC_LEAF_MARK
                 leaf_remap[k] = kept_leaves
                 kept_leaves += 1
             else:
-                if t.leaf_flags[k] == AC_LEAF_CURRENT:
+                if t.leaf_flags[k] & AC_LEAF_CURRENT:
                     _detach(leaf)
                 leaf_remap[k] = -1
                 dropped[ndropped] = t.leaf_obj[k]
@@ -463,9 +460,9 @@ cdef class Variable:
         """
         cdef double seed = float(gradient)
         cdef Tape tape
-        cdef ac_node lo, root
+        cdef ac_node root
         cdef double *adj
-        cdef int swept
+        cdef ac_sweep_result swept
         if self.kind == K_CONST:
             raise RuntimeError(
                 "backward() on a Variable that does not require grad: it is a constant "
@@ -475,18 +472,19 @@ cdef class Variable:
             return
         tape = _owning_tape(self)
         root = self.index
-        adj = tape._adjoints(root + 1)
+        adj = tape._adjoints(root + 1 + tape.t.nleaves)
         try:
-            swept = ac_sweep(&tape.t, adj, root, seed, 1, &lo)
-            _deliver(tape, adj, lo, root, swept, None, None)
-            _keep_adjoints(tape, adj, lo, root)
+            ac_sweep(&tape.t, adj, adj + root + 1, root, seed, &swept)
+            _deliver(tape, adj + root + 1, &swept, root, None, None)
+            _keep_adjoints(tape, adj, swept.lo, root)
         finally:
             tape._done_with_adjoints(adj)
 
     def zero_grad(self):
         """Set ``.grad`` to 0 on self and on every leaf self depends on."""
         cdef Tape tape
-        cdef ac_node lo, root
+        cdef ac_node root
+        cdef ac_sweep_result reach
         cdef int64_t k
         cdef PyObject *p
         if self.kind != K_NODE:
@@ -494,17 +492,17 @@ cdef class Variable:
             return
         tape = _owning_tape(self)
         root = self.index
-        lo = ac_mark_reachable(&tape.t, root)
-        for k in range(ac_first_leaf_at(&tape.t, lo), ac_first_leaf_at(&tape.t, root + 1)):
-            if ac_is_marked(&tape.t, tape.t.leaf_node[k]):
+        ac_mark_reachable(&tape.t, root, &reach)
+        for k in range(reach.leaf_lo, reach.leaf_hi + 1):
+            if tape.t.leaf_flags[k] & AC_LEAF_MARK:
                 (<Variable>tape.t.leaf_obj[k]).grad_value = 0.0
                 tape.t.leaf_grad[k] = 0.0
         p = tape.live_head
         while p != NULL:
-            if lo <= (<Variable>p).index <= root and ac_is_marked(&tape.t, (<Variable>p).index):
+            if reach.lo <= (<Variable>p).index <= root and ac_is_marked(&tape.t, (<Variable>p).index):
                 (<Variable>p).grad_value = 0.0
             p = (<Variable>p).next
-        ac_clear_marks(&tape.t, lo, root)
+        ac_clear_marks(&tape.t, &reach, root)
 
     # -- arithmetic ---------------------------------------------------------
 
@@ -722,13 +720,13 @@ cdef inline void _detach(Variable v) noexcept:
         return
     v.grad_value += t.leaf_grad[v.index]
     t.leaf_grad[v.index] = 0.0
-    t.leaf_flags[v.index] = AC_LEAF_DETACHED
+    t.leaf_flags[v.index] &= ~AC_LEAF_CURRENT
     v.cache_tape = NULL
 
 
 cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
     """A past leaf entry whose leaf has been assigned a new value since."""
-    return (t.leaf_flags[k] != AC_LEAF_CURRENT
+    return (not t.leaf_flags[k] & AC_LEAF_CURRENT
             and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k])
 
 
@@ -844,33 +842,35 @@ cdef inline Tape _tape_for(object a, int ka, object b, int kb):
     return tape
 
 
-cdef inline ac_node _operand_node(Tape tape, object o, int kind) except -1:
-    """Node index of a leaf or recorded operand (room reserved by the caller)."""
+cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
+    """The operand reference of a recorded Variable (its node) or of a leaf
+    (AC_LEAF_REF | its entry in this tape's leaf table, made on first use)."""
     cdef Variable v = <Variable>o
     if kind == K_NODE:
         return v.index
     if v.cache_tape == &tape.t:
-        return tape.t.leaf_node[v.index]
+        return AC_LEAF_REF | v.index
     return _new_leaf_entry(tape, v)
 
 
 cdef ac_node _new_leaf_entry(Tape tape, Variable leaf) except -1:
     cdef int64_t k = tape.t.nleaves
-    cdef ac_node i
-    if ac_reserve_leaves(&tape.t, 1) < 0:
+    cdef int rc = ac_reserve_leaves(&tape.t, 1)
+    if rc == -2:
+        raise MemoryError(f"the leaf table of this thread's tape is full ({AC_MAX_LEAVES:,} entries)")
+    if rc < 0:
         raise MemoryError("out of memory growing the leaf table")
     _detach(leaf)          # its entry on another thread's tape becomes a past one
-    i = ac_push(&tape.t, ac_pack(AC_LEAF, <uint64_t>k, 0), leaf.value)
     Py_INCREF(leaf)
     tape.t.leaf_obj[k] = <void *>leaf
-    tape.t.leaf_node[k] = <uint32_t>i
+    tape.t.leaf_val[k] = leaf.value
     tape.t.leaf_version[k] = leaf.version
     tape.t.leaf_grad[k] = 0.0
     tape.t.leaf_flags[k] = AC_LEAF_CURRENT
     tape.t.nleaves = k + 1
     leaf.cache_tape = &tape.t
     leaf.index = k
-    return i
+    return AC_LEAF_REF | k
 
 
 cdef inline int64_t _const(Tape tape, double c) except -1:
@@ -921,17 +921,17 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
         return _new_constant(y)
 
     tape = _tape_for(left, ka, right, kb)
-    _reserve(tape, 3)
+    _reserve(tape, 1)
     if ka and kb:
-        ia = _operand_node(tape, left, ka)
-        ib = _operand_node(tape, right, kb)
+        ia = _operand(tape, left, ka)
+        ib = _operand(tape, right, kb)
         code = ac_pack(op, <uint64_t>ia, <uint64_t>ib)
     elif ka:
-        ia = _operand_node(tape, left, ka)
+        ia = _operand(tape, left, ka)
         # x - c is recorded as x + (-c): IEEE defines subtraction that way
         code = ac_pack(op_xc, <uint64_t>ia, <uint64_t>_const(tape, -z if op == AC_SUB else z))
     else:
-        ib = _operand_node(tape, right, kb)
+        ib = _operand(tape, right, kb)
         code = ac_pack(op_cx, <uint64_t>ib, <uint64_t>_const(tape, x))
     return _new_node(tape, ac_push(&tape.t, code, y), y)
 
@@ -956,8 +956,8 @@ cdef object _unary(int op, object arg):
     if ka == K_CONST or not ts.grad_enabled:
         return _new_constant(y)
     tape = _tape_for(arg, ka, None, K_CONST)
-    _reserve(tape, 2)
-    ia = _operand_node(tape, arg, ka)
+    _reserve(tape, 1)
+    ia = _operand(tape, arg, ka)
     return _new_node(tape, ac_push(&tape.t, ac_pack(op, <uint64_t>ia, 0), y), y)
 
 
@@ -1009,7 +1009,7 @@ cdef object _nary(int op, list items, int width, str where):
         for j in range(n):
             if kinds[j] >= K_NODE:
                 _tape_for(items[j], kinds[j], None, K_CONST)
-        _reserve(tape, n + 1)
+        _reserve(tape, 1)
         if ac_reserve_args(&tape.t, n + 1) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
         offset = tape.t.nargs
@@ -1018,7 +1018,7 @@ cdef object _nary(int op, list items, int width, str where):
             if kinds[j] == K_CONST:
                 ref = AC_REF_CONST | <uint32_t>_const(tape, values[j])
             else:
-                ref = <uint32_t>_operand_node(tape, items[j], kinds[j])
+                ref = <uint32_t>_operand(tape, items[j], kinds[j])
             tape.t.args[offset + 1 + j] = ref
         tape.t.nargs = offset + 1 + n
         return _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
@@ -1050,59 +1050,58 @@ cdef object _compare(object a, object b, int how):
 # sweeping
 # ---------------------------------------------------------------------------
 
-cdef int _deliver(Tape tape, double *adj, ac_node lo, ac_node root, int swept,
+cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node root,
                   dict wanted, list out) except -1:
-    """Finish what ac_sweep started with the leaf entries in [lo, root].
+    """Hand the leaf entries the sweep reached their adjoints: into leaf_grad
+    for current entries, into the leaf object for past ones, or, for grad(),
+    into out[wanted[id(leaf)]].
 
-    A past (detached) entry whose leaf was assigned a new value since it
-    was recorded makes backward() fail, with every gradient as it was:
-    the gradient would be for a value that no longer exists.  (A detached
-    entry with adjoint 0 may be unreachable from the output; only then is
-    reachability computed, to tell the two apart.)  Then the gradients the
-    sweep did not hand over go out: into leaf_grad for current entries, into
-    the leaf object for past ones, or, for grad(), into out[wanted[id(leaf)]].
+    First, a past entry whose leaf was assigned a new value since it was
+    recorded makes backward() fail, with every gradient as it was: the
+    gradient would be for a value that no longer exists.  (After a fast
+    sweep, an entry with adjoint 0 may be unreachable from the output; only
+    then is reachability computed, to tell the two apart.)
     """
     cdef ac_tape *t = &tape.t
-    cdef int64_t first = ac_first_leaf_at(t, lo), last = ac_first_leaf_at(t, root + 1), k
-    cdef ac_node marked_lo = -1, node
-    if swept & AC_SWEPT_DETACHED:
-        try:
-            for k in range(first, last):
-                if not _is_stale(t, k):
-                    continue
-                node = t.leaf_node[k]
-                if adj[node] == 0.0:
-                    if marked_lo < 0:
-                        marked_lo = ac_mark_reachable(t, root)
-                    if not ac_is_marked(t, node):
-                        continue            # not part of this graph
-                if swept & AC_SWEPT_DELIVERED:
-                    ac_undo_delivery(t, adj, lo, root)
-                name = (<Variable>t.leaf_obj[k]).name
-                label = "" if name is None else f" {name!r}"
-                raise RuntimeError(
-                    f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after "
-                    "the graph was recorded, so its gradient would be for a value that no longer "
-                    "exists; record the expression again from the current values")
-        finally:
-            if marked_lo >= 0:
-                ac_clear_marks(t, marked_lo, root)
+    cdef int64_t k
+    cdef ac_sweep_result reach
+    cdef bint exact = swept.exact, reach_known = False
+    try:
+        for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            if exact and not t.leaf_flags[k] & AC_LEAF_MARK:
+                continue                    # not reached
+            if not _is_stale(t, k):
+                continue
+            if not exact and leaf_adj[k] == 0.0:
+                if not reach_known:
+                    ac_mark_reachable(t, root, &reach)
+                    reach_known = True
+                if not t.leaf_flags[k] & AC_LEAF_MARK:
+                    continue                # not part of this graph
+            name = (<Variable>t.leaf_obj[k]).name
+            label = "" if name is None else f" {name!r}"
+            raise RuntimeError(
+                f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after "
+                "the graph was recorded, so its gradient would be for a value that no longer "
+                "exists; record the expression again from the current values")
 
-    if wanted is not None:
-        for k in range(first, last):
-            slot = wanted.get(id(<object>t.leaf_obj[k]))
-            if slot is not None:
-                out[slot] += adj[t.leaf_node[k]]
-    elif not swept & AC_SWEPT_DELIVERED:
-        for k in range(first, last):
-            if t.leaf_flags[k] == AC_LEAF_CURRENT:
-                t.leaf_grad[k] += adj[t.leaf_node[k]]
+        for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            if exact and not t.leaf_flags[k] & AC_LEAF_MARK:
+                continue
+            if wanted is not None:
+                slot = wanted.get(id(<object>t.leaf_obj[k]))
+                if slot is not None:
+                    out[slot] += leaf_adj[k]
+            elif t.leaf_flags[k] & AC_LEAF_CURRENT:
+                t.leaf_grad[k] += leaf_adj[k]
             else:
-                (<Variable>t.leaf_obj[k]).grad_value += adj[t.leaf_node[k]]
-    elif swept & AC_SWEPT_DETACHED:
-        for k in range(first, last):
-            if t.leaf_flags[k] != AC_LEAF_CURRENT:
-                (<Variable>t.leaf_obj[k]).grad_value += adj[t.leaf_node[k]]
+                (<Variable>t.leaf_obj[k]).grad_value += leaf_adj[k]
+    finally:
+        if reach_known:
+            ac_clear_marks(t, &reach, root)
+        if exact:
+            for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+                t.leaf_flags[k] &= ~AC_LEAF_MARK
     return 0
 
 
@@ -1249,8 +1248,8 @@ def grad(output, inputs):
     cdef Variable out, v
     cdef Tape tape
     cdef double *adj
-    cdef ac_node lo, root
-    cdef int swept
+    cdef ac_node root
+    cdef ac_sweep_result swept
     cdef Py_ssize_t j
     if not isinstance(output, Variable):
         raise TypeError(f"grad() output must be a Variable, not {type(output).__name__}")
@@ -1266,17 +1265,17 @@ def grad(output, inputs):
         return [1.0 if x is out else 0.0 for x in inputs]
     tape = _owning_tape(out)
     root = out.index
-    adj = tape._adjoints(root + 1)
+    adj = tape._adjoints(root + 1 + tape.t.nleaves)
     try:
-        swept = ac_sweep(&tape.t, adj, root, 1.0, 0, &lo)
+        ac_sweep(&tape.t, adj, adj + root + 1, root, 1.0, &swept)
         wanted = {}
         for j, x in enumerate(inputs):
             v = x
             if v.kind == K_LEAF:
                 wanted[id(v)] = j
-            elif v.kind == K_NODE and v.owner == <PyObject *>tape and lo <= v.index <= root:
+            elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
                 result[j] = adj[v.index]
-        _deliver(tape, adj, lo, root, swept, wanted, result)
+        _deliver(tape, adj + root + 1, &swept, root, wanted, result)
         # several inputs may be the same leaf
         for j, x in enumerate(inputs):
             v = x

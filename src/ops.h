@@ -120,8 +120,7 @@ static inline double ac_min_adjoint(double g, double mine, double other)
 
 #define AC_ENUM_ENTRY(OP, ...) OP,
 enum ac_opcode {
-    AC_LEAF = 0,     /* a user leaf: operand a is its index in the tape's leaf table */
-    AC_SUM,          /* n-ary: payload is an offset into the tape's operand lists */
+    AC_SUM = 0,      /* n-ary: payload is an offset into the tape's operand lists */
     AC_DOT,          /* n-ary: pairs of operands, value = sum of products */
     AC_UNARY_OPS(AC_ENUM_ENTRY)
     AC_CONST_OPS(AC_ENUM_ENTRY)
@@ -165,7 +164,6 @@ static inline double ac_binary_value(int op, double x, double z)
 static inline const char *ac_op_name(int op)
 {
     switch (op) {
-    case AC_LEAF: return "leaf";
     case AC_SUM: return "sum";
     case AC_DOT: return "dot";
 #define AC_CASE(OP, NAME, ...) case OP: return NAME;

@@ -6,26 +6,32 @@
 #define AC_INITIAL_NODES   1024
 #define AC_SHRINK_ABOVE    ((ac_node)1 << 20)   /* a cleared tape larger than this gives memory back */
 
-/* Operands are the node indices a node reads: none for a leaf, operand a
- * for one-operand and constant ops, a and b for binary ops, the non-constant
- * references of an n-ary list.  The opcode enum orders the groups. */
-#define AC_FIRST_BINARY  AC_ADD
+#if defined(__GNUC__) || defined(__clang__)
+#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define AC_UNLIKELY(x) (x)
+#endif
+
+/* The opcode enum orders the groups: n-ary, one operand, constant, binary. */
 #define AC_FIRST_CONST   AC_ADDC
+#define AC_FIRST_BINARY  AC_ADD
 static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC_FIRST_BINARY; }
 
-#define AC_FOR_EACH_OPERAND(t, w, N, BODY)                                        \
+/* Run BODY with R bound to each operand reference of node word w (node
+ * indices and leaf references alike; constants are not operands). */
+#define AC_FOR_EACH_OPERAND(t, w, R, BODY)                                        \
     do {                                                                          \
         int op_ = ac_opcode(w);                                                   \
         if (op_ >= AC_FIRST_BINARY) {                                             \
-            ac_node N = ac_operand_a(w); BODY;                                    \
-            N = ac_operand_b(w); BODY;                                            \
+            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
+            R = (uint32_t)ac_operand_b(w); BODY;                                  \
         } else if (op_ > AC_DOT) {                                                \
-            ac_node N = ac_operand_a(w); BODY;                                    \
-        } else if (op_ != AC_LEAF) {                                              \
+            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
+        } else {                                                                  \
             const uint32_t *refs_ = (t)->args + ac_offset(w);                     \
             uint32_t k_, m_ = refs_[0];                                           \
             for (k_ = 1; k_ <= m_; ++k_) {                                        \
-                if (!(refs_[k_] & AC_REF_CONST)) { ac_node N = refs_[k_]; BODY; } \
+                if (!(refs_[k_] & AC_REF_CONST)) { uint32_t R = refs_[k_]; BODY; } \
             }                                                                     \
         }                                                                         \
     } while (0)
@@ -56,7 +62,7 @@ void ac_tape_free(ac_tape *t)
     free(t->consts);
     free(t->args);
     free(t->leaf_obj);
-    free(t->leaf_node);
+    free(t->leaf_val);
     free(t->leaf_version);
     free(t->leaf_grad);
     free(t->leaf_flags);
@@ -82,6 +88,14 @@ void ac_tape_clear(ac_tape *t)
     if (t->args_capacity > AC_SHRINK_ABOVE) {
         free(t->args); t->args = NULL;
         t->args_capacity = 0;
+    }
+    if (t->leaves_capacity > AC_SHRINK_ABOVE) {
+        free(t->leaf_obj); t->leaf_obj = NULL;
+        free(t->leaf_val); t->leaf_val = NULL;
+        free(t->leaf_version); t->leaf_version = NULL;
+        free(t->leaf_grad); t->leaf_grad = NULL;
+        free(t->leaf_flags); t->leaf_flags = NULL;
+        t->leaves_capacity = 0;
     }
 }
 
@@ -129,10 +143,10 @@ int ac_reserve_leaves(ac_tape *t, int64_t more)
 {
     int64_t cap, need = t->nleaves + more;
     if (need <= t->leaves_capacity) return 0;
-    cap = ac_next_capacity(t->leaves_capacity, need, 64, AC_MAX_NODES);
-    if (need > cap) return -1;
+    if (need > AC_MAX_LEAVES) return -2;
+    cap = ac_next_capacity(t->leaves_capacity, need, 64, AC_MAX_LEAVES);
     if (ac_resize((void **)&t->leaf_obj, cap, sizeof *t->leaf_obj) < 0) return -1;
-    if (ac_resize((void **)&t->leaf_node, cap, sizeof *t->leaf_node) < 0) return -1;
+    if (ac_resize((void **)&t->leaf_val, cap, sizeof *t->leaf_val) < 0) return -1;
     if (ac_resize((void **)&t->leaf_version, cap, sizeof *t->leaf_version) < 0) return -1;
     if (ac_resize((void **)&t->leaf_grad, cap, sizeof *t->leaf_grad) < 0) return -1;
     if (ac_resize((void **)&t->leaf_flags, cap, sizeof *t->leaf_flags) < 0) return -1;
@@ -145,15 +159,29 @@ size_t ac_tape_bytes(const ac_tape *t)
     return (size_t)t->capacity * (sizeof *t->code + sizeof *t->val)
          + (size_t)t->consts_capacity * sizeof *t->consts
          + (size_t)t->args_capacity * sizeof *t->args
-         + (size_t)t->leaves_capacity * (sizeof *t->leaf_obj + sizeof *t->leaf_node + sizeof *t->leaf_version
-                                          + sizeof *t->leaf_grad + sizeof *t->leaf_flags);
+         + (size_t)t->leaves_capacity * (sizeof *t->leaf_obj + sizeof *t->leaf_val
+                                          + sizeof *t->leaf_version + sizeof *t->leaf_grad
+                                          + sizeof *t->leaf_flags);
 }
 
 /* ---- reverse sweep ------------------------------------------------------ */
 
-/* The adjoint rule of every opcode, once, for both sweeps below.  TOUCH(n, v)
- * is what a sweep does with contribution v to operand n; g, y and the
- * operand values come from the node at hand. */
+/* The adjoint rule of every opcode, written once for both sweeps below.
+ * TOUCH(r, v) is what a sweep does with contribution v to operand r;
+ * VALUE(r) reads an operand's forward value; g is the node's adjoint. */
+#define AC_VALUE(r) (ac_is_leaf_ref(r) ? leaf_val[(r) & AC_INDEX_MASK] : val[(r)])
+
+#define AC_UNARY_CASE(TOUCH, OP, D)                                            \
+    case OP: { double x = AC_VALUE(a), y = val[i]; (void)x; (void)y;           \
+               TOUCH(a, (D)); break; }
+#define AC_CONST_CASE(TOUCH, OP, D)                                            \
+    case OP: { double x = AC_VALUE(a), c = consts[b], y = val[i];              \
+               (void)x; (void)c; (void)y; TOUCH(a, (D)); break; }
+#define AC_BINARY_CASE(TOUCH, OP, DX, DZ)                                      \
+    case OP: { double x = AC_VALUE(a), z = AC_VALUE(b), y = val[i];            \
+               (void)x; (void)z; (void)y;                                      \
+               double dx = (DX), dz = (DZ); TOUCH(a, dx); TOUCH(b, dz); break; }
+
 #define AC_PROPAGATE(TOUCH)                                                    \
     switch (op) {                                                              \
     AC_UNARY_OPS(AC_UNARY_CASE_##TOUCH)                                        \
@@ -171,8 +199,8 @@ size_t ac_tape_bytes(const ac_tape *t)
         uint32_t k, m = refs[0];                                               \
         for (k = 1; k < m; k += 2) {                                           \
             uint32_t rx = refs[k], rz = refs[k + 1];                           \
-            double x = (rx & AC_REF_CONST) ? consts[rx & AC_REF_INDEX_MASK] : val[rx]; \
-            double z = (rz & AC_REF_CONST) ? consts[rz & AC_REF_INDEX_MASK] : val[rz]; \
+            double x = (rx & AC_REF_CONST) ? consts[rx & ~AC_REF_CONST] : AC_VALUE(rx); \
+            double z = (rz & AC_REF_CONST) ? consts[rz & ~AC_REF_CONST] : AC_VALUE(rz); \
             if (!(rx & AC_REF_CONST)) TOUCH(rx, g * z);                        \
             if (!(rz & AC_REF_CONST)) TOUCH(rz, g * x);                        \
         }                                                                      \
@@ -181,15 +209,6 @@ size_t ac_tape_bytes(const ac_tape *t)
     default:                                                                   \
         break;                                                                 \
     }
-
-#define AC_UNARY_CASE(TOUCH, OP, D)                                            \
-    case OP: { double x = val[a], y = val[i]; (void)x; (void)y; TOUCH(a, (D)); break; }
-#define AC_CONST_CASE(TOUCH, OP, D)                                            \
-    case OP: { double x = val[a], c = consts[b], y = val[i]; (void)x; (void)c; (void)y; \
-               TOUCH(a, (D)); break; }
-#define AC_BINARY_CASE(TOUCH, OP, DX, DZ)                                      \
-    case OP: { double x = val[a], z = val[b], y = val[i]; (void)x; (void)z; (void)y; \
-               double dx = (DX), dz = (DZ); TOUCH(a, dx); TOUCH(b, dz); break; }
 
 #define AC_UNARY_CASE_AC_ADD_TO(OP, NAME, F, D) AC_UNARY_CASE(AC_ADD_TO, OP, D)
 #define AC_CONST_CASE_AC_ADD_TO(OP, NAME, F, D) AC_CONST_CASE(AC_ADD_TO, OP, D)
@@ -201,104 +220,127 @@ size_t ac_tape_bytes(const ac_tape *t)
 #define AC_CONST_CASE_AC_MARKED_ADD(OP, NAME, F, D) AC_CONST_CASE(AC_MARKED_ADD, OP, D)
 #define AC_BINARY_CASE_AC_MARKED_ADD(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_MARKED_ADD, OP, DX, DZ)
 
-/* Fast sweep.  Adds every contribution; the adjoint array is zeroed lazily,
- * a block at a time below the lowest node touched so far, so it never
- * needs a full clear and the loop ends at the lowest node the output
+/* Fast sweep.  Adds every contribution.  Adjoint buffers are zeroed
+ * lazily, a block at a time just outside the range touched so far, so they
+ * never need a full clear and the loop ends at the lowest node the output
  * depends on.  A node whose adjoint is exactly 0 is skipped: its
  * contributions are 0 * (local derivative), which only matter when that
- * derivative is inf or nan.  If it is, the node may or may not be
- * reachable from the output, and only an exact reachability sweep can give
- * PyTorch's answer (nan if reachable, nothing if not): return 0 and let
- * ac_sweep run the exact sweep. */
+ * derivative is inf or nan.  If it is, the node may or may not be reachable
+ * from the output, and only an exact reachability sweep can give PyTorch's
+ * answer (nan if reachable, nothing if not): return 0 for ac_sweep to run
+ * the exact sweep instead. */
 #define AC_ZERO_BLOCK 512
-#if defined(__GNUC__) || defined(__clang__)
-#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define AC_UNLIKELY(x) (x)
-#endif
-#define AC_ADD_TO(n, v)                                                        \
-    do {                                                                       \
-        ac_node n_ = (n);                                                      \
-        double v_ = (v);                                                       \
-        if (AC_UNLIKELY(n_ < zeroed)) {                                        \
-            ac_node from_ = n_ > AC_ZERO_BLOCK ? n_ - AC_ZERO_BLOCK : 0;       \
-            memset(adj + from_, 0, (size_t)(zeroed - from_) * sizeof *adj);    \
-            zeroed = from_;                                                    \
-        }                                                                      \
-        if (n_ < low) low = n_;                                                \
-        adj[n_] += v_;                                                         \
-    } while (0)
-/* on bailing out, give back what leaves received so far */
-#define AC_CHECK_NAN(n, v)                                                     \
-    do {                                                                       \
-        double v_ = (v);                                                       \
-        (void)(n);                                                             \
-        if (v_ != v_) {                                                        \
-            if (*result & AC_SWEPT_DELIVERED) ac_undo_delivery(t, adj, i + 1, root); \
-            return 0;                                                          \
-        }                                                                      \
-    } while (0)
 
-static int ac_sweep_fast(ac_tape *t, double *adj, ac_node root, double seed, int deliver,
-                         int *result, ac_node *lo)
+typedef struct ac_leaf_window {   /* leaf_adj is zeroed on [zlo, zhi); touched on [lo, hi] */
+    int64_t zlo, zhi, lo, hi;
+} ac_leaf_window;
+
+static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, int64_t k, int64_t n)
+{
+    int64_t from, to;
+    if (lw->zhi <= lw->zlo) lw->zlo = lw->zhi = k;
+    if (k < lw->zlo) {
+        from = k > AC_ZERO_BLOCK ? k - AC_ZERO_BLOCK : 0;
+        memset(leaf_adj + from, 0, (size_t)(lw->zlo - from) * sizeof *leaf_adj);
+        lw->zlo = from;
+    }
+    if (k >= lw->zhi) {
+        to = k + AC_ZERO_BLOCK < n ? k + AC_ZERO_BLOCK : n;
+        memset(leaf_adj + lw->zhi, 0, (size_t)(to - lw->zhi) * sizeof *leaf_adj);
+        lw->zhi = to;
+    }
+}
+
+#define AC_ADD_TO(r, v)                                                        \
+    do {                                                                       \
+        uint32_t r_ = (uint32_t)(r);                                           \
+        double v_ = (v);                                                       \
+        if (ac_is_leaf_ref(r_)) {                                              \
+            int64_t k_ = r_ & AC_INDEX_MASK;                                   \
+            if (AC_UNLIKELY(k_ < lw.zlo || k_ >= lw.zhi))                      \
+                ac_widen_leaf_window(&lw, leaf_adj, k_, t->nleaves);           \
+            if (k_ < lw.lo) lw.lo = k_;                                        \
+            if (k_ > lw.hi) lw.hi = k_;                                        \
+            leaf_adj[k_] += v_;                                                \
+        } else {                                                               \
+            if (AC_UNLIKELY((ac_node)r_ < zeroed)) {                           \
+                ac_node from_ = r_ > AC_ZERO_BLOCK ? r_ - AC_ZERO_BLOCK : 0;   \
+                memset(adj + from_, 0, (size_t)(zeroed - from_) * sizeof *adj); \
+                zeroed = from_;                                                \
+            }                                                                  \
+            if ((ac_node)r_ < low) low = r_;                                   \
+            adj[r_] += v_;                                                     \
+        }                                                                      \
+    } while (0)
+#define AC_CHECK_NAN(r, v) do { double v_ = (v); (void)(r); if (v_ != v_) return 0; } while (0)
+
+static int ac_sweep_fast(const ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+                         ac_sweep_result *res)
 {
     const ac_code *code = t->code;
-    const double *val = t->val, *consts = t->consts;
+    const double *val = t->val, *consts = t->consts, *leaf_val = t->leaf_val;
     const uint32_t *args = t->args;
-    const uint8_t *leaf_flags = t->leaf_flags;
-    double *leaf_grad = t->leaf_grad;
     ac_node low = root, zeroed = root, i;   /* adj[zeroed..root) is cleared */
+    ac_leaf_window lw = {0, 0, INT64_MAX, -1};
 
-    *result = deliver ? AC_SWEPT_DELIVERED : 0;
     adj[root] = seed;
     for (i = root; i >= low; --i) {
         ac_code w = code[i];
         int op = ac_opcode(w);
         ac_node a = ac_operand_a(w), b = ac_operand_b(w);
         double g = adj[i];
-        if (op == AC_LEAF) {          /* every user is above: g is final */
-            if (leaf_flags[a] != AC_LEAF_CURRENT) {
-                *result |= AC_SWEPT_DETACHED;
-            } else if (deliver) {
-                adj[i] = leaf_grad[a];
-                leaf_grad[a] += g;
-            }
-            continue;
-        }
         if (g != 0.0) {
             AC_PROPAGATE(AC_ADD_TO)
         } else {
             AC_PROPAGATE(AC_CHECK_NAN)
         }
     }
-    *lo = low;
+    res->lo = low;
+    res->leaf_lo = lw.lo;
+    res->leaf_hi = lw.hi;
+    res->exact = 0;
     return 1;
 }
 
-/* Exact sweep: only nodes reachable from the output propagate, as in
- * PyTorch, found with the mark bit as the sweep goes.  The first
- * contribution to a node initialises its adjoint; unreached nodes in range
- * get 0.  Marks are cleared on the way. */
-#define AC_MARKED_ADD(n, v)                                                    \
+/* Exact sweep: only what is reachable from the output propagates, as in
+ * PyTorch, found with the marks as the sweep goes.  The first contribution
+ * to a node or leaf entry initialises its adjoint; unreached nodes in range
+ * get 0.  Node marks are cleared on the way; leaf marks stay for the caller. */
+#define AC_MARKED_ADD(r, v)                                                    \
     do {                                                                       \
-        ac_node n_ = (n);                                                      \
+        uint32_t r_ = (uint32_t)(r);                                           \
         double v_ = (v);                                                       \
-        if (code[n_] & AC_MARK) {                                              \
-            adj[n_] += v_;                                                     \
+        if (ac_is_leaf_ref(r_)) {                                              \
+            int64_t k_ = r_ & AC_INDEX_MASK;                                   \
+            if (leaf_flags[k_] & AC_LEAF_MARK) {                               \
+                leaf_adj[k_] += v_;                                            \
+            } else {                                                           \
+                leaf_flags[k_] |= AC_LEAF_MARK;                                \
+                leaf_adj[k_] = v_;                                             \
+                if (k_ < res->leaf_lo) res->leaf_lo = k_;                      \
+                if (k_ > res->leaf_hi) res->leaf_hi = k_;                      \
+            }                                                                  \
+        } else if (code[r_] & AC_MARK) {                                       \
+            adj[r_] += v_;                                                     \
         } else {                                                               \
-            code[n_] |= AC_MARK;                                               \
-            adj[n_] = v_;                                                      \
-            if (n_ < low) low = n_;                                            \
+            code[r_] |= AC_MARK;                                               \
+            adj[r_] = v_;                                                      \
+            if ((ac_node)r_ < low) low = r_;                                   \
         }                                                                      \
     } while (0)
 
-static void ac_sweep_exact(ac_tape *t, double *adj, ac_node root, double seed, int *result, ac_node *lo)
+static void ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+                           ac_sweep_result *res)
 {
     ac_code *code = t->code;
-    const double *val = t->val, *consts = t->consts;
+    const double *val = t->val, *consts = t->consts, *leaf_val = t->leaf_val;
     const uint32_t *args = t->args;
+    uint8_t *leaf_flags = t->leaf_flags;
     ac_node low = root, i;
 
+    res->leaf_lo = INT64_MAX;
+    res->leaf_hi = -1;
+    res->exact = 1;
     adj[root] = seed;
     code[root] |= AC_MARK;
     for (i = root; i >= low; --i) {
@@ -312,65 +354,51 @@ static void ac_sweep_exact(ac_tape *t, double *adj, ac_node root, double seed, i
         }
         code[i] = w & ~AC_MARK;
         g = adj[i];
-        if (op == AC_LEAF && t->leaf_flags[a] != AC_LEAF_CURRENT) *result |= AC_SWEPT_DETACHED;
         AC_PROPAGATE(AC_MARKED_ADD)
     }
-    *lo = low;
+    res->lo = low;
 }
 
-int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo)
+void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+              ac_sweep_result *r)
 {
-    int result;
-    if (!ac_sweep_fast(t, adj, root, seed, deliver, &result, lo)) {
-        result = 0;    /* the exact sweep leaves delivery to the caller */
-        ac_sweep_exact(t, adj, root, seed, &result, lo);
-    }
-    return result;
+    if (!ac_sweep_fast(t, adj, leaf_adj, root, seed, r))
+        ac_sweep_exact(t, adj, leaf_adj, root, seed, r);
 }
 
-int64_t ac_first_leaf_at(const ac_tape *t, ac_node node)
-{
-    int64_t lo = 0, hi = t->nleaves, mid;
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        if ((ac_node)t->leaf_node[mid] < node) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root)
-{
-    int64_t k;
-    for (k = ac_first_leaf_at(t, lo); k < t->nleaves && (ac_node)t->leaf_node[k] <= root; ++k)
-        if (t->leaf_flags[k] == AC_LEAF_CURRENT) t->leaf_grad[k] = adj[t->leaf_node[k]];
-}
-
-ac_node ac_mark_reachable(ac_tape *t, ac_node root)
+void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r)
 {
     ac_code *code = t->code;
+    uint8_t *leaf_flags = t->leaf_flags;
     ac_node low = root, i;
+    r->leaf_lo = INT64_MAX;
+    r->leaf_hi = -1;
+    r->exact = 1;
     code[root] |= AC_MARK;
     for (i = root; i >= low; --i) {
         ac_code w = code[i];
         if (!(w & AC_MARK)) continue;
-        AC_FOR_EACH_OPERAND(t, w, n, { code[n] |= AC_MARK; if (n < low) low = n; });
+        AC_FOR_EACH_OPERAND(t, w, ref, {
+            if (ac_is_leaf_ref(ref)) {
+                int64_t k = ref & AC_INDEX_MASK;
+                leaf_flags[k] |= AC_LEAF_MARK;
+                if (k < r->leaf_lo) r->leaf_lo = k;
+                if (k > r->leaf_hi) r->leaf_hi = k;
+            } else {
+                code[ref] |= AC_MARK;
+                if ((ac_node)ref < low) low = ref;
+            }
+        });
     }
-    return low;
+    r->lo = low;
 }
 
-void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi)
+void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root)
 {
     ac_node i;
-    for (i = lo; i <= hi; ++i) t->code[i] &= ~AC_MARK;
-}
-
-int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi)
-{
-    int64_t n = 0;
-    ac_node i;
-    for (i = lo; i <= hi; ++i) n += (t->code[i] & AC_MARK) != 0;
-    return n;
+    int64_t k;
+    for (i = r->lo; i <= root; ++i) t->code[i] &= ~AC_MARK;
+    for (k = r->leaf_lo; k <= r->leaf_hi; ++k) t->leaf_flags[k] &= (uint8_t)~AC_LEAF_MARK;
 }
 
 /* ---- compaction --------------------------------------------------------- */
@@ -384,10 +412,9 @@ uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *faile
     for (i = 0; i < t->size; ++i) {    /* upward: operands are decided before their users */
         ac_code w = t->code[i];
         int stale = 0;
-        if (ac_opcode(w) == AC_LEAF)
-            stale = stale_leaf[ac_operand_a(w)] != 0;
-        else
-            AC_FOR_EACH_OPERAND(t, w, n, { stale |= ac_bit(bits, n); });
+        AC_FOR_EACH_OPERAND(t, w, ref, {
+            stale |= ac_is_leaf_ref(ref) ? stale_leaf[ref & AC_INDEX_MASK] != 0 : ac_bit(bits, ref);
+        });
         if (stale) bits[i >> 6] |= (uint64_t)1 << (i & 63);
     }
     return bits;
@@ -401,36 +428,78 @@ void ac_compact_free(ac_compactor *cp)
     memset(cp, 0, sizeof *cp);
 }
 
-int ac_compact_begin(ac_tape *t, ac_compactor *cp)
+/* Propagate marks from the roots down; count the marked nodes and the
+ * constant references they hold.  With keep != NULL, also move the node
+ * marks into keep (clearing them). */
+static ac_node ac_propagate_marks(ac_tape *t, uint64_t *keep, int64_t *const_refs)
 {
     ac_code *code = t->code;
-    int64_t words = t->size / 64 + 1, w, const_refs = 0;
-    ac_node i, running = 0;
-
-    memset(cp, 0, sizeof *cp);
-    cp->keep = calloc((size_t)words, sizeof *cp->keep);
-    cp->rank = malloc((size_t)words * sizeof *cp->rank);
-    if (cp->keep == NULL || cp->rank == NULL) {
-        ac_clear_marks(t, 0, t->size - 1);
-        ac_compact_free(cp);
-        return -1;
-    }
+    ac_node i, kept = 0;
     for (i = t->size - 1; i >= 0; --i) {   /* downward: users before operands */
         ac_code c = code[i];
         int op = ac_opcode(c);
         if (!(c & AC_MARK)) continue;
-        code[i] = c & ~AC_MARK;
-        cp->keep[i >> 6] |= (uint64_t)1 << (i & 63);
-        AC_FOR_EACH_OPERAND(t, c, n, { code[n] |= AC_MARK; });
+        ++kept;
+        if (keep != NULL) {
+            code[i] = c & ~AC_MARK;
+            keep[i >> 6] |= (uint64_t)1 << (i & 63);
+        }
+        AC_FOR_EACH_OPERAND(t, c, ref, {
+            if (ac_is_leaf_ref(ref)) t->leaf_flags[ref & AC_INDEX_MASK] |= AC_LEAF_MARK;
+            else code[ref] |= AC_MARK;
+        });
         if (ac_uses_const(op)) {
-            const_refs += 1;
+            *const_refs += 1;
         } else if (op == AC_SUM || op == AC_DOT) {
             const uint32_t *refs = t->args + ac_offset(c);
             uint32_t k;
-            for (k = 1; k <= refs[0]; ++k) const_refs += (refs[k] & AC_REF_CONST) != 0;
+            for (k = 1; k <= refs[0]; ++k) *const_refs += (refs[k] & AC_REF_CONST) != 0;
         }
     }
-    for (w = 0; w < words; ++w) {
+    return kept;
+}
+
+static void ac_clear_all_marks(ac_tape *t)
+{
+    ac_node i;
+    int64_t k;
+    for (i = 0; i < t->size; ++i) t->code[i] &= ~AC_MARK;
+    for (k = 0; k < t->nleaves; ++k) t->leaf_flags[k] &= (uint8_t)~AC_LEAF_MARK;
+}
+
+int ac_compact_begin(ac_tape *t, ac_compactor *cp)
+{
+    int64_t words = t->size / 64 + 1, w, const_refs = 0;
+    ac_node running = 0, reachable;
+
+    memset(cp, 0, sizeof *cp);
+    /* A first pass without the bitmap: often everything is reachable (one
+     * growing graph), and then nothing needs allocating or moving. */
+    {
+        ac_code *code = t->code;
+        ac_node i;
+        reachable = 0;
+        for (i = t->size - 1; i >= 0; --i) {
+            if (!(code[i] & AC_MARK)) continue;
+            ++reachable;
+            AC_FOR_EACH_OPERAND(t, code[i], ref, {
+                if (!ac_is_leaf_ref(ref)) code[ref] |= AC_MARK;
+            });
+        }
+    }
+    if (reachable == t->size) {
+        ac_clear_all_marks(t);
+        return 0;
+    }
+    cp->keep = calloc((size_t)words + 1, sizeof *cp->keep);
+    cp->rank = malloc(((size_t)words + 1) * sizeof *cp->rank);
+    if (cp->keep == NULL || cp->rank == NULL) {
+        ac_clear_all_marks(t);
+        ac_compact_free(cp);
+        return -1;
+    }
+    ac_propagate_marks(t, cp->keep, &const_refs);   /* marks are all set; this moves them */
+    for (w = 0; w <= words; ++w) {
         cp->rank[w] = running;
         running += (ac_node)ac_popcount(cp->keep[w]);
     }
@@ -438,10 +507,17 @@ int ac_compact_begin(ac_tape *t, ac_compactor *cp)
     cp->new_consts_capacity = const_refs > 0 ? const_refs : 1;
     cp->new_consts = malloc((size_t)cp->new_consts_capacity * sizeof *cp->new_consts);
     if (cp->new_consts == NULL) {
+        ac_clear_all_marks(t);
         ac_compact_free(cp);
         return -1;
     }
-    return 0;
+    return 1;
+}
+
+static uint32_t ac_remap_ref(const ac_compactor *cp, const int64_t *leaf_remap, uint32_t r)
+{
+    return ac_is_leaf_ref(r) ? (uint32_t)(AC_LEAF_REF | (uint32_t)leaf_remap[r & AC_INDEX_MASK])
+                             : (uint32_t)ac_rank(cp, r);
 }
 
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
@@ -462,34 +538,32 @@ void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
     for (i = 0; i < t->size; ++i) {
         ac_code w, out;
         int op;
-        if (!ac_kept(cp, i)) continue;
+        if (!ac_bit(cp->keep, i)) continue;
         w = code[i];
         op = ac_opcode(w);
-        if (op == AC_LEAF) {
-            out = ac_pack(op, (uint64_t)leaf_remap[ac_operand_a(w)], 0);
-        } else if (op == AC_SUM || op == AC_DOT) {
+        if (op == AC_SUM || op == AC_DOT) {
             const uint32_t *refs = t->args + ac_offset(w);
             uint32_t *dst = t->args + new_nargs, k, m = refs[0];
             dst[0] = m;    /* dst <= refs: copying upward never overwrites an unread ref */
             for (k = 1; k <= m; ++k) {
                 uint32_t r = refs[k];
                 dst[k] = (r & AC_REF_CONST)
-                    ? (AC_REF_CONST | (uint32_t)ac_const_index(t, old_consts[r & AC_REF_INDEX_MASK]))
-                    : (uint32_t)ac_rank(cp, r);
+                    ? (AC_REF_CONST | (uint32_t)ac_const_index(t, old_consts[r & ~AC_REF_CONST]))
+                    : ac_remap_ref(cp, leaf_remap, r);
             }
             out = ac_pack_offset(op, (uint64_t)new_nargs);
             new_nargs += (int64_t)m + 1;
         } else if (op >= AC_FIRST_BINARY) {
-            out = ac_pack(op, (uint64_t)ac_rank(cp, ac_operand_a(w)), (uint64_t)ac_rank(cp, ac_operand_b(w)));
+            out = ac_pack(op, ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_a(w)),
+                          ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_b(w)));
         } else {
             uint64_t b = ac_uses_const(op) ? (uint64_t)ac_const_index(t, old_consts[ac_operand_b(w)]) : 0;
-            out = ac_pack(op, (uint64_t)ac_rank(cp, ac_operand_a(w)), b);
+            out = ac_pack(op, ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_a(w)), b);
         }
         code[j] = out;
         val[j] = val[i];
         ++j;
     }
-
     t->size = j;
     t->nargs = new_nargs;
     free(old_consts);

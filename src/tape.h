@@ -5,10 +5,15 @@
  * order; the reverse sweep is a countdown from the output node.
  *
  * Per node the tape holds 16 bytes: a packed code word and the forward value.
- * Adjoints exist only during backward(), in a buffer the caller provides.
+ * Adjoints exist only during a sweep, in buffers the caller provides.
  * Constant operands (x * 0.5) live in a deduplicated side pool addressed by
  * operand b, and the operand lists of n-ary nodes (sum, dot) in a side
  * array of 32-bit references, so neither costs an extra word per node.
+ *
+ * Leaves (user-made Variables) are not nodes.  The first time a leaf is used
+ * on a tape it gets an entry in the tape's leaf table, and operands refer to
+ * it as a leaf reference: AC_LEAF_REF | entry.  The sweep never visits
+ * leaves; their adjoints gather in a separate buffer indexed by entry.
  *
  * This file and tape.c hold plain C only: no Python API.  Leaf objects are
  * opaque pointers whose references the Cython layer (src/_core.pyx) owns.
@@ -26,13 +31,17 @@ typedef uint64_t ac_code;   /* a node's opcode, mark bit and operands, packed */
 /* Code word layout:
  *   bits 0-6    opcode (enum ac_opcode)
  *   bit  7      mark: "reached" during a sweep or a reachability pass
- *   bits 8-35   operand a (a node index; for AC_LEAF the leaf-table index)
- *   bits 36-63  operand b (a node index, or a constant-pool index)
+ *   bits 8-35   operand a
+ *   bits 36-63  operand b, or a constant-pool index for constant ops
+ * An operand is a node index, or, with AC_LEAF_REF set, a leaf-table index.
  * n-ary nodes use bits 8-63 together as an offset into `args`. */
 #define AC_MARK            ((ac_code)0x80)
 #define AC_FIELD_BITS      28
 #define AC_FIELD_MASK      ((ac_code)((1u << AC_FIELD_BITS) - 1))
-#define AC_MAX_NODES       ((ac_node)AC_FIELD_MASK)    /* 268,435,455 */
+#define AC_LEAF_REF        (1u << 27)
+#define AC_INDEX_MASK      (AC_LEAF_REF - 1)
+#define AC_MAX_NODES       ((ac_node)AC_INDEX_MASK)    /* 134,217,727 nodes ... */
+#define AC_MAX_LEAVES      ((int64_t)AC_INDEX_MASK)    /* ... and as many leaf entries */
 #define AC_MAX_CONSTS      ((int64_t)AC_FIELD_MASK)
 
 static inline ac_code ac_pack(int op, uint64_t a, uint64_t b)
@@ -44,14 +53,15 @@ static inline int ac_opcode(ac_code c) { return (int)(c & 0x7f); }
 static inline ac_node ac_operand_a(ac_code c) { return (ac_node)((c >> 8) & AC_FIELD_MASK); }
 static inline ac_node ac_operand_b(ac_code c) { return (ac_node)(c >> 36); }
 static inline uint64_t ac_offset(ac_code c) { return c >> 8; }
+static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
 
-/* leaf_flags values */
-#define AC_LEAF_CURRENT   1   /* the leaf caches this entry; gradients go to leaf_grad */
-#define AC_LEAF_DETACHED  0   /* a past entry: gradients go straight to the leaf object */
-
-/* n-ary operand references: a node index, or (with AC_REF_CONST) a constant */
+/* n-ary operand references: an operand as above, or, with AC_REF_CONST, a
+ * constant-pool index */
 #define AC_REF_CONST       0x80000000u
-#define AC_REF_INDEX_MASK  0x7fffffffu
+
+/* leaf_flags bits */
+#define AC_LEAF_CURRENT    1   /* the leaf caches this entry: its gradient goes to leaf_grad */
+#define AC_LEAF_MARK       2   /* "reached", like AC_MARK on nodes */
 
 #define AC_CONST_CACHE_BITS 8
 #define AC_CONST_CACHE      (1 << AC_CONST_CACHE_BITS)
@@ -69,16 +79,16 @@ typedef struct ac_tape {
     uint32_t *args;           /* n-ary operand lists: a count, then that many references */
     int64_t nargs, args_capacity;
 
-    /* Leaf table, in node order.  Entry k: the leaf object leaf_obj[k] (a
-     * strong reference owned by the Cython layer), recorded at node
-     * leaf_node[k] when its version counter was leaf_version[k].  While the
-     * entry is the leaf's current one (leaf_flags[k] == AC_LEAF_CURRENT),
-     * backward() adds the leaf's gradient into leaf_grad[k] -- a sequential
-     * write instead of a visit to every leaf object -- and the leaf adds
-     * leaf_grad[k] to its own gradient when read, or keeps it for good when
-     * the entry stops being current. */
+    /* Leaf table, in order of first use.  Entry k: the leaf object
+     * leaf_obj[k] (a strong reference owned by the Cython layer), its value
+     * leaf_val[k] and version counter leaf_version[k] when recorded.  While
+     * the entry is the leaf's current one (AC_LEAF_CURRENT), backward() adds
+     * the leaf's gradient into leaf_grad[k] -- a sequential write instead of
+     * a visit to every leaf object -- and the leaf adds leaf_grad[k] to its
+     * own gradient when read, or takes it for good when the entry stops
+     * being current.  Past entries hand gradients to the object directly. */
     void **leaf_obj;
-    uint32_t *leaf_node;
+    double *leaf_val;
     uint32_t *leaf_version;
     double *leaf_grad;
     uint8_t *leaf_flags;
@@ -86,7 +96,7 @@ typedef struct ac_tape {
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
- * 2^28 index space) runs out; they never free what is already recorded. */
+ * index space) runs out; they never free what is already recorded. */
 void ac_tape_init(ac_tape *t);
 void ac_tape_free(ac_tape *t);
 void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
@@ -127,33 +137,32 @@ static inline ac_node ac_push(ac_tape *t, ac_code c, double v)
 
 static inline int ac_is_marked(const ac_tape *t, ac_node i) { return (t->code[i] & AC_MARK) != 0; }
 static inline void ac_set_mark(ac_tape *t, ac_node i) { t->code[i] |= AC_MARK; }
-static inline void ac_unmark(ac_tape *t, ac_node i) { t->code[i] &= ~AC_MARK; }
 
 /* ---- reverse sweep ------------------------------------------------------ */
 
-/* Sweep from the output node `root` (adjoint `seed`) down to the lowest node
- * it depends on; *lo receives that node's index.  Afterwards adj[i], for
- * *lo <= i <= root, is d(output)/d(node i) -- 0 for nodes the output does
- * not depend on -- with PyTorch's semantics: only nodes reachable from the
- * output propagate, so an unrelated graph sharing the tape never leaks a
- * nan in.  No marks are left.  Pure C: no allocation, cannot fail.
- *
- * With deliver != 0 the sweep also adds each current leaf entry's adjoint
- * into leaf_grad as it passes the entry, leaving in adj[] of that leaf
- * node the leaf_grad it had before (so ac_undo_delivery can restore it
- * exactly).  The result says what happened: */
-#define AC_SWEPT_DELIVERED  1   /* current entries in range got their gradient */
-#define AC_SWEPT_DETACHED   2   /* a past (detached) leaf entry is in range; its adj is its adjoint */
-int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo);
-void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root);
-int64_t ac_first_leaf_at(const ac_tape *t, ac_node node);
+typedef struct ac_sweep_result {
+    ac_node lo;               /* the lowest node reached */
+    int64_t leaf_lo, leaf_hi; /* leaf entries touched lie in [leaf_lo, leaf_hi]; empty if hi < lo */
+    int exact;                /* 1: reached leaf entries carry AC_LEAF_MARK, for the caller to clear */
+} ac_sweep_result;
 
-/* Mark every node reachable from the already-marked node `root`, without
- * computing adjoints; returns the lowest marked index.  The caller clears
- * the marks with ac_clear_marks(t, lo, root). */
-ac_node ac_mark_reachable(ac_tape *t, ac_node root);
-void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi);
-int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi);
+/* Sweep from the output node `root` (adjoint `seed`) down to the lowest node
+ * it depends on.  Afterwards adj[i], for r->lo <= i <= root, is
+ * d(output)/d(node i) and leaf_adj[k], for k in [r->leaf_lo, r->leaf_hi],
+ * d(output)/d(leaf entry k); both 0 where the output does not depend on
+ * them (in exact mode, unreached leaf entries are the unmarked ones and
+ * their leaf_adj is undefined).  PyTorch's semantics: only what is reachable
+ * from the output propagates, so an unrelated graph sharing the tape never
+ * leaks a nan in.  Pure C: no allocation, cannot fail.  adj must hold
+ * root + 1 doubles, leaf_adj t->nleaves. */
+void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+              ac_sweep_result *r);
+
+/* Mark every node and leaf entry reachable from node `root`, without
+ * computing adjoints; fills r like ac_sweep in exact mode.  The caller
+ * clears the marks with ac_clear_marks(t, r, root). */
+void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r);
+void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root);
 
 /* ---- compaction (mark-compact of the reachable subgraph) ---------------- */
 
@@ -168,6 +177,16 @@ typedef struct ac_compactor {
 /* Nodes whose value depends on a stale leaf entry (stale_leaf[k] != 0): a
  * bitmap over the tape, or NULL with *failed = 1 when memory runs out. */
 uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *failed);
+static inline int ac_bit(const uint64_t *bits, ac_node i) { return (int)((bits[i >> 6] >> (i & 63)) & 1); }
+
+/* Begin: the caller has marked the roots.  Propagate marks downward, move
+ * them into the keep bitmap (clearing every node mark; used leaf entries get
+ * AC_LEAF_MARK), count, and allocate all that finishing needs.  Returns 1 if
+ * some node can go, 0 if every node is reachable (nothing is allocated then
+ * and no mark remains), -1 on memory failure (no mark remains, nothing else
+ * changed).  After a 1, ac_compact_finish cannot fail. */
+int ac_compact_begin(ac_tape *t, ac_compactor *cp);
+
 /* Portable popcount that compiles to a few ALU ops (the builtin becomes a
  * libgcc call unless the build targets a CPU with POPCNT). */
 static inline int ac_popcount(uint64_t x)
@@ -177,13 +196,6 @@ static inline int ac_popcount(uint64_t x)
     x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
     return (int)((x * 0x0101010101010101ull) >> 56);
 }
-static inline int ac_bit(const uint64_t *bits, ac_node i) { return (int)((bits[i >> 6] >> (i & 63)) & 1); }
-
-/* Begin: the caller has marked the roots.  Propagate marks downward, move
- * them into the keep bitmap (clearing every mark), count, and allocate all
- * that finishing needs.  -1 on memory failure, with the marks cleared and
- * nothing else changed; after a 0, ac_compact_finish cannot fail. */
-int ac_compact_begin(ac_tape *t, ac_compactor *cp);
 
 /* New index of a surviving node i. */
 static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
@@ -191,10 +203,9 @@ static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
     uint64_t below = cp->keep[i >> 6] & ((((uint64_t)1) << (i & 63)) - 1);
     return cp->rank[i >> 6] + (ac_node)ac_popcount(below);
 }
-static inline int ac_kept(const ac_compactor *cp, ac_node i) { return ac_bit(cp->keep, i); }
 
-/* Finish: slide surviving nodes down in order, remap operands (leaf-table
- * indices through leaf_remap: the caller has compacted the leaf table),
+/* Finish: slide surviving nodes down in order, remap operands (leaf
+ * references through leaf_remap: the caller has compacted the leaf table),
  * rebuild the constant pool and operand lists. */
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
 void ac_compact_free(ac_compactor *cp);

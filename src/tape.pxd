@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 cdef extern from "ops.h" nogil:
     cdef enum:
-        AC_LEAF, AC_SUM, AC_DOT
+        AC_SUM, AC_DOT
         # one node operand
         AC_NEG, AC_ABS, AC_EXP, AC_LOG, AC_LOG1P, AC_EXPM1, AC_SQRT, AC_SIN, AC_COS
         AC_TAN, AC_ATAN, AC_TANH, AC_SIGMOID, AC_RELU, AC_SOFTPLUS, AC_ERF
@@ -24,9 +24,11 @@ cdef extern from "tape.h" nogil:
 
     ac_code AC_MARK
     ac_node AC_MAX_NODES
-    uint32_t AC_REF_CONST
-    uint8_t AC_LEAF_CURRENT
-    uint8_t AC_LEAF_DETACHED
+    int64_t AC_MAX_LEAVES
+    uint32_t AC_LEAF_REF              # operand flag: a leaf-table index, not a node
+    uint32_t AC_REF_CONST             # n-ary reference flag: a constant-pool index
+    uint8_t AC_LEAF_CURRENT           # leaf_flags: the leaf caches this entry
+    uint8_t AC_LEAF_MARK              # leaf_flags: reached
 
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
@@ -38,11 +40,17 @@ cdef extern from "tape.h" nogil:
         uint32_t *args                # n-ary operand lists: count, then references
         int64_t nargs
         void **leaf_obj               # leaf table: Variable objects (strong references)
-        uint32_t *leaf_node           #   node of each entry, ascending
+        double *leaf_val              #   value when recorded
         uint32_t *leaf_version        #   the leaf's version when recorded
         double *leaf_grad             #   gradient not yet handed to the leaf object
-        uint8_t *leaf_flags           #   AC_LEAF_CURRENT or AC_LEAF_DETACHED
+        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
         int64_t nleaves
+
+    ctypedef struct ac_sweep_result:
+        ac_node lo                    # lowest node reached
+        int64_t leaf_lo               # leaf entries touched lie in [leaf_lo, leaf_hi]
+        int64_t leaf_hi
+        int exact                     # reached leaf entries carry AC_LEAF_MARK
 
     ctypedef struct ac_compactor:
         ac_node kept
@@ -50,8 +58,6 @@ cdef extern from "tape.h" nogil:
     ac_code ac_pack(int op, uint64_t a, uint64_t b)
     ac_code ac_pack_offset(int op, uint64_t offset)
     int ac_opcode(ac_code c)
-    ac_node ac_operand_a(ac_code c)
-    ac_node ac_operand_b(ac_code c)
 
     void ac_tape_init(ac_tape *t)
     void ac_tape_free(ac_tape *t)
@@ -65,21 +71,15 @@ cdef extern from "tape.h" nogil:
 
     bint ac_is_marked(const ac_tape *t, ac_node i)
     void ac_set_mark(ac_tape *t, ac_node i)
-    void ac_unmark(ac_tape *t, ac_node i)
-    int AC_SWEPT_DELIVERED
-    int AC_SWEPT_DETACHED
-    int ac_sweep(ac_tape *t, double *adj, ac_node root, double seed, int deliver, ac_node *lo)
-    void ac_undo_delivery(ac_tape *t, const double *adj, ac_node lo, ac_node root)
-    int64_t ac_first_leaf_at(const ac_tape *t, ac_node node)
-    ac_node ac_mark_reachable(ac_tape *t, ac_node root)
-    void ac_clear_marks(ac_tape *t, ac_node lo, ac_node hi)
-    int64_t ac_count_marks(const ac_tape *t, ac_node lo, ac_node hi)
+    void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+                  ac_sweep_result *r)
+    void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r)
+    void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root)
 
     uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *failed)
     bint ac_bit(const uint64_t *bits, ac_node i)
     int ac_compact_begin(ac_tape *t, ac_compactor *cp)
     ac_node ac_rank(const ac_compactor *cp, ac_node i)
-    bint ac_kept(const ac_compactor *cp, ac_node i)
     void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
     void ac_compact_free(ac_compactor *cp)
 
