@@ -1,8 +1,9 @@
 """Thread-local switches: grad mode (no_grad, enable_grad, set_grad_enabled)
 and anomaly detection.  Each is a context manager that saves the previous
 state on entry and restores it on exit, and a decorator doing the same
-around every call."""
+around every call (for a generator function: around every step)."""
 import functools
+import inspect
 
 from ._core import _set_anomaly, _set_grad_enabled
 
@@ -29,18 +30,57 @@ class _Switch:
     def __call__(self, func):
         set_flag, value = self._set, self._value
 
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def under_flag(call, *args, **kwargs):
             previous = set_flag(value)
             try:
-                return func(*args, **kwargs)
+                return call(*args, **kwargs)
             finally:
                 set_flag(previous)
+
+        if inspect.isgeneratorfunction(func):
+            @functools.wraps(func)
+            def generator_wrapper(*args, **kwargs):
+                return (yield from _each_step(func(*args, **kwargs), under_flag))
+            return generator_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return under_flag(func, *args, **kwargs)
 
         return wrapper
 
 
-class no_grad(_Switch):
+def _each_step(gen, under_flag):
+    """Drive generator gen, running each of its steps through under_flag."""
+    try:
+        response = under_flag(gen.send, None)
+        while True:
+            try:
+                request = yield response
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:
+                response = under_flag(gen.throw, exc)
+            else:
+                response = under_flag(gen.send, request)
+    except StopIteration as stop:
+        return stop.value
+
+
+class _NoArgumentSwitch(_Switch):
+    """A switch that also works as a bare decorator: @no_grad as well as @no_grad()."""
+
+    def __new__(cls, func=None):
+        if func is None:
+            return super().__new__(cls)
+        if not callable(func):
+            raise TypeError(f"{cls.__name__}() takes no arguments; use @{cls.__name__} or "
+                            f"'with {cls.__name__}():'")
+        return cls()(func)
+
+
+class no_grad(_NoArgumentSwitch):
     """Compute values without recording: results are constants.
 
     Thread-local, like PyTorch's.  Use as ``with no_grad():`` or ``@no_grad()``.
@@ -53,11 +93,11 @@ class no_grad(_Switch):
     False
     """
 
-    def __init__(self):
+    def __init__(self, func=None):
         super().__init__(False)
 
 
-class enable_grad(_Switch):
+class enable_grad(_NoArgumentSwitch):
     """Record again, e.g. inside a no_grad() block.  Thread-local.
 
     >>> import autograd_c as ag
@@ -66,7 +106,7 @@ class enable_grad(_Switch):
     True
     """
 
-    def __init__(self):
+    def __init__(self, func=None):
         super().__init__(True)
 
 

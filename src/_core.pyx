@@ -324,7 +324,8 @@ cdef class Variable:
             raise TypeError(
                 "Variable(data) takes a number, not a Variable; use v.detach() for a constant "
                 "copy or Variable(v.data) for a new leaf")
-        _set_value(self, data)
+        _check_label(name)
+        _set_value(self, _real(data, "Variable data"))
         self.kind = K_LEAF if requires_grad else K_CONST
         _set_label(self, name)
 
@@ -341,7 +342,7 @@ cdef class Variable:
             raise AttributeError(
                 "data of a recorded (non-leaf) Variable cannot be set; "
                 "set the leaves it came from and record the expression again")
-        _set_value(self, value)
+        _set_value(self, _real(value, "Variable data"))
 
     @property
     def value(self):
@@ -365,9 +366,7 @@ cdef class Variable:
 
     @grad.setter
     def grad(self, value):
-        self.grad_value = float(0.0 if value is None else value)
-        if self.cache_tape != NULL:
-            self.cache_tape.leaf_grad[self.index] = 0.0
+        _set_leaf_grad(self, 0.0 if value is None else _real(value, "grad"))
 
     @property
     def requires_grad(self):
@@ -440,7 +439,7 @@ cdef class Variable:
             raise TypeError(
                 "a recorded Variable cannot be pickled or copied (its graph lives in a "
                 "thread's tape); pickle v.detach() or v.data instead")
-        return (_rebuild, (self.value, self.kind == K_LEAF, self.name, self.grad_value))
+        return (_rebuild, (self.value, self.kind == K_LEAF, self.name, self.grad))
 
     # -- gradients ----------------------------------------------------------
 
@@ -458,7 +457,7 @@ cdef class Variable:
             If self does not require grad, belongs to another thread's tape,
             or a leaf of its graph was assigned a new value after recording.
         """
-        cdef double seed = float(gradient)
+        cdef double seed = _real(gradient, "backward() gradient")
         cdef Tape tape
         cdef ac_node root
         cdef double *adj
@@ -475,6 +474,8 @@ cdef class Variable:
         adj = tape._adjoints(root + 1 + tape.t.nleaves)
         try:
             ac_sweep(&tape.t, adj, adj + root + 1, root, seed, &swept)
+            if ac_this_thread().anomaly:
+                _check_backward(tape, adj, &swept, root, seed)
             _deliver(tape, adj + root + 1, &swept, root, None, None)
             _keep_adjoints(tape, adj, swept.lo, root)
         finally:
@@ -495,8 +496,7 @@ cdef class Variable:
         ac_mark_reachable(&tape.t, root, &reach)
         for k in range(reach.leaf_lo, reach.leaf_hi + 1):
             if tape.t.leaf_flags[k] & AC_LEAF_MARK:
-                (<Variable>tape.t.leaf_obj[k]).grad_value = 0.0
-                tape.t.leaf_grad[k] = 0.0
+                _set_leaf_grad(<Variable>tape.t.leaf_obj[k], 0.0)
         p = tape.live_head
         while p != NULL:
             if reach.lo <= (<Variable>p).index <= root and ac_is_marked(&tape.t, (<Variable>p).index):
@@ -700,16 +700,20 @@ cdef inline Variable _alloc_variable():
     return v
 
 
-cdef int _set_value(Variable v, object data) except -1:
+cdef double _real(object o, str what) except? -1.0:
+    """o as a double, or TypeError naming its type."""
     cdef double x
-    if not _number(data, &x):
+    if not _number(o, &x):
         raise TypeError(
-            "Variable data must be a real number (int, float, bool or a NumPy real scalar), "
-            f"not {type(data).__name__}")
+            f"{what} must be a real number (int, float, bool or a NumPy real scalar), "
+            f"not {type(o).__name__}")
+    return x
+
+
+cdef void _set_value(Variable v, double x) noexcept:
     _detach(v)             # the next use records a new leaf entry with the new value
     v.value = x
     v.version += 1
-    return 0
 
 
 cdef inline void _detach(Variable v) noexcept:
@@ -724,16 +728,28 @@ cdef inline void _detach(Variable v) noexcept:
     v.cache_tape = NULL
 
 
+cdef inline void _set_leaf_grad(Variable v, double g) noexcept:
+    """Set .grad; for a leaf that includes what its current entry holds."""
+    v.grad_value = g
+    if v.cache_tape != NULL:
+        v.cache_tape.leaf_grad[v.index] = 0.0
+
+
 cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
     """A past leaf entry whose leaf has been assigned a new value since."""
     return (not t.leaf_flags[k] & AC_LEAF_CURRENT
             and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k])
 
 
-cdef int _set_label(Variable v, object name) except -1:
-    cdef PyObject *old = v.label
+cdef int _check_label(object name) except -1:
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+    return 0
+
+
+cdef int _set_label(Variable v, object name) except -1:
+    cdef PyObject *old = v.label
+    _check_label(name)
     if name is None:
         v.label = NULL
     else:
@@ -847,6 +863,8 @@ cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
     (AC_LEAF_REF | its entry in this tape's leaf table, made on first use)."""
     cdef Variable v = <Variable>o
     if kind == K_NODE:
+        if v.kind != K_NODE:      # released by the compaction that made room
+            _owning_tape(v)
         return v.index
     if v.cache_tape == &tape.t:
         return AC_LEAF_REF | v.index
@@ -898,20 +916,22 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
     cdef ac_node ia, ib
     cdef ac_code code
     cdef ac_thread_state *ts
+    # Numbers first: converting one may run Python code (a float subclass's
+    # __float__), which must not run between reading a Variable and recording.
+    if type(left) is not Variable:
+        if not _number(left, &x):
+            return NotImplemented
+        ka = K_CONST
+    if type(right) is not Variable:
+        if not _number(right, &z):
+            return NotImplemented
+        kb = K_CONST
     if type(left) is Variable:
         x = (<Variable>left).value
         ka = (<Variable>left).kind
-    elif _number(left, &x):
-        ka = K_CONST
-    else:
-        return NotImplemented
     if type(right) is Variable:
         z = (<Variable>right).value
         kb = (<Variable>right).kind
-    elif _number(right, &z):
-        kb = K_CONST
-    else:
-        return NotImplemented
 
     y = ac_binary_value(op, x, z)
     ts = ac_this_thread()
@@ -975,6 +995,8 @@ cdef object _nary(int op, list items, int width, str where):
     cdef uint32_t ref
     cdef object o
 
+    if n >= AC_REF_CONST:
+        raise ValueError(f"{where} takes at most {AC_REF_CONST - 1:,} items, got {n:,}")
     values = <double *>malloc((n + 1) * sizeof(double))
     kinds = <uint8_t *>malloc(n + 1)
     if values == NULL or kinds == NULL:
@@ -982,17 +1004,19 @@ cdef object _nary(int op, list items, int width, str where):
         free(kinds)
         raise MemoryError()
     try:
+        for j in range(n):       # numbers first, as in _binary: conversion may run Python code
+            o = items[j]
+            if type(o) is not Variable:
+                if not _number(o, &values[j]):
+                    raise TypeError(
+                        f"{where} takes Variables or real numbers, but item {j // width} is "
+                        f"{type(o).__name__}")
+                kinds[j] = K_CONST
         for j in range(n):
             o = items[j]
             if type(o) is Variable:
                 values[j] = (<Variable>o).value
                 kinds[j] = (<Variable>o).kind
-            elif _number(o, &values[j]):
-                kinds[j] = K_CONST
-            else:
-                raise TypeError(
-                    f"{where} takes Variables or real numbers, but item {j // width} is "
-                    f"{type(o).__name__}")
             any_grad |= kinds[j] != K_CONST
         if width == 1:
             for j in range(n):
@@ -1105,6 +1129,51 @@ cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node r
     return 0
 
 
+cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node root,
+                         double seed) except -1:
+    """detect_anomaly for backward(): if the sweep produced an inf or nan,
+    raise FloatingPointError naming the first operation whose backward made one."""
+    cdef ac_tape *t = &tape.t
+    cdef double *leaf_adj = adj + root + 1
+    cdef ac_node i, found
+    cdef int64_t k
+    cdef bint bad = not isfinite(seed)
+    for i in range(swept.lo, root + 1):
+        bad |= not isfinite(adj[i])
+    for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+        if not swept.exact or t.leaf_flags[k] & AC_LEAF_MARK:
+            bad |= not isfinite(leaf_adj[k])
+    if not bad:
+        return 0
+    if swept.exact:
+        for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            t.leaf_flags[k] &= ~AC_LEAF_MARK
+    if not isfinite(seed):
+        raise FloatingPointError(f"detect_anomaly: backward() was given the gradient {seed!r}")
+    found = ac_find_anomaly(t, adj, leaf_adj, root, seed)
+    if found < 0:
+        raise FloatingPointError("detect_anomaly: backward() produced a non-finite gradient")
+    code = t.code[found]
+    op = ac_opcode(code)
+    if op == AC_SUM or op == AC_DOT:
+        inputs = ""
+    elif op >= AC_ADD:
+        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {_ref_value(t, ac_operand_b(code))!r}"
+    elif op >= AC_ADDC:
+        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {t.consts[ac_operand_b(code)]!r}"
+    else:
+        inputs = f"{_ref_value(t, ac_operand_a(code))!r}"
+    raise FloatingPointError(
+        f"detect_anomaly: the backward of {ac_op_name(op).decode()}({inputs}) produced a "
+        f"non-finite gradient (the result was {t.val[found]!r})")
+
+
+cdef inline double _ref_value(ac_tape *t, ac_node ref) noexcept:
+    if ref & AC_LEAF_REF:
+        return t.leaf_val[ref & ~AC_LEAF_REF]
+    return t.val[ref]
+
+
 cdef void _keep_adjoints(Tape tape, double *adj, ac_node lo, ac_node root) noexcept:
     """Each live recorded Variable keeps its adjoint from this pass as .grad
     (0 if the output does not depend on it), so the buffer can go."""
@@ -1213,8 +1282,7 @@ def sum(iterable):
     >>> s.backward(); [x.grad for x in xs]
     [1.0, 1.0, 1.0, 1.0]
     """
-    items = iterable if type(iterable) is list else list(iterable)
-    return _nary(AC_SUM, items, 1, "sum()")
+    return _nary(AC_SUM, list(iterable), 1, "sum()")   # a private copy: nothing can change it meanwhile
 
 
 def dot(xs, ys):
@@ -1268,6 +1336,8 @@ def grad(output, inputs):
     adj = tape._adjoints(root + 1 + tape.t.nleaves)
     try:
         ac_sweep(&tape.t, adj, adj + root + 1, root, 1.0, &swept)
+        if ac_this_thread().anomaly:
+            _check_backward(tape, adj, &swept, root, 1.0)
         wanted = {}
         for j, x in enumerate(inputs):
             v = x

@@ -1,5 +1,6 @@
 /* tape.c -- storage, reverse sweep and compaction of the Wengert list.
  * Plain C; see tape.h for the layout and the invariants. */
+#include <math.h>
 #include <stdlib.h>
 #include "tape.h"
 
@@ -216,6 +217,9 @@ size_t ac_tape_bytes(const ac_tape *t)
 #define AC_UNARY_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_UNARY_CASE(AC_CHECK_NAN, OP, D)
 #define AC_CONST_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_CONST_CASE(AC_CHECK_NAN, OP, D)
 #define AC_BINARY_CASE_AC_CHECK_NAN(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_CHECK_NAN, OP, DX, DZ)
+#define AC_UNARY_CASE_AC_ANOMALY_ADD(OP, NAME, F, D) AC_UNARY_CASE(AC_ANOMALY_ADD, OP, D)
+#define AC_CONST_CASE_AC_ANOMALY_ADD(OP, NAME, F, D) AC_CONST_CASE(AC_ANOMALY_ADD, OP, D)
+#define AC_BINARY_CASE_AC_ANOMALY_ADD(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_ANOMALY_ADD, OP, DX, DZ)
 #define AC_UNARY_CASE_AC_MARKED_ADD(OP, NAME, F, D) AC_UNARY_CASE(AC_MARKED_ADD, OP, D)
 #define AC_CONST_CASE_AC_MARKED_ADD(OP, NAME, F, D) AC_CONST_CASE(AC_MARKED_ADD, OP, D)
 #define AC_BINARY_CASE_AC_MARKED_ADD(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_MARKED_ADD, OP, DX, DZ)
@@ -357,6 +361,41 @@ static void ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node ro
         AC_PROPAGATE(AC_MARKED_ADD)
     }
     res->lo = low;
+}
+
+/* detect_anomaly's backward check: the exact sweep again, stopping at the
+ * first node whose finite adjoint gives an operand an inf or nan. */
+#define AC_ANOMALY_ADD(r, v)                                                   \
+    do {                                                                       \
+        double w_ = (v);                                                       \
+        if (!isfinite(w_) && isfinite(g)) { found = i; goto done; }            \
+        AC_MARKED_ADD(r, w_);                                                  \
+    } while (0)
+
+ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed)
+{
+    ac_code *code = t->code;
+    const double *val = t->val, *consts = t->consts, *leaf_val = t->leaf_val;
+    const uint32_t *args = t->args;
+    uint8_t *leaf_flags = t->leaf_flags;
+    ac_node low = root, i, found = -1;
+    ac_sweep_result marks = {root, INT64_MAX, -1, 1}, *res = &marks;
+
+    adj[root] = seed;
+    code[root] |= AC_MARK;
+    for (i = root; i >= low; --i) {
+        ac_code w = code[i];
+        int op = ac_opcode(w);
+        ac_node a = ac_operand_a(w), b = ac_operand_b(w);
+        double g;
+        if (!(w & AC_MARK)) continue;
+        g = adj[i];
+        AC_PROPAGATE(AC_ANOMALY_ADD)
+    }
+done:
+    marks.lo = low;
+    ac_clear_marks(t, &marks, root);
+    return found;
 }
 
 void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,

@@ -158,6 +158,11 @@ typedef struct ac_sweep_result {
 void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
               ac_sweep_result *r);
 
+/* For detect_anomaly: the first node, in sweep order, whose finite adjoint
+ * gives one of its operands an inf or nan contribution; -1 if none.  Uses
+ * the buffers as scratch; leaves no marks. */
+ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed);
+
 /* Mark every node and leaf entry reachable from node `root`, without
  * computing adjoints; fills r like ac_sweep in exact mode.  The caller
  * clears the marks with ac_clear_marks(t, r, root). */

@@ -73,6 +73,9 @@ cdef extern from "tape.h" nogil:
     void ac_set_mark(ac_tape *t, ac_node i)
     void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
                   ac_sweep_result *r)
+    ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed)
+    ac_node ac_operand_a(ac_code c)
+    ac_node ac_operand_b(ac_code c)
     void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r)
     void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root)
 
