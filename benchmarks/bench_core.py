@@ -2,6 +2,7 @@
 
     python benchmarks/bench_core.py            # full sizes (about a minute)
     python benchmarks/bench_core.py --quick    # smaller graphs, fewer rounds
+    python benchmarks/bench_core.py --peers    # also micrograd, PyTorch, XAD (benchmarks/peers.py)
 
 Workloads (the same code runs on plain floats, the baseline, and on Variables):
   chain  y = y*0.9999 + x*0.0001, 200,000 times: 600,000 recorded ops
@@ -98,6 +99,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer rounds")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the same workloads on the installed peers (see peers.py)")
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -135,6 +138,12 @@ def main(argv=None):
     print(f"memory, {memory['nodes']:,}-node chain: {memory['bytes_per_node_recorded']:.1f} bytes/node "
           f"recorded, {memory['bytes_per_node_after_backward']:.1f} after backward() "
           f"(tape's own count: {memory['tape_bytes_per_node']:.1f} bytes/node of capacity)")
+    if args.peers:
+        from peers import format_table, run_peers   # peers imports this module: import late
+        print()
+        print("Peers on the same workloads (each in its own subprocess; see benchmarks/peers.py):")
+        print()
+        print(format_table(run_peers(args.quick)))
     return 0
 
 
