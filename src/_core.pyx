@@ -60,7 +60,8 @@ cdef class Tape:
     cdef ac_tape t
     cdef PyObject *live_head      # registry: doubly linked through Variable.prev/next
     cdef Py_ssize_t live          # recorded Variables alive (K_NODE)
-    cdef ac_node compact_at       # compact before the tape grows past this
+    cdef ac_node compact_at       # compact before the tape grows past this many nodes ...
+    cdef int64_t args_compact_at  # ... or this many words of n-ary operand lists
     cdef ac_node limit            # min(capacity, compact_at): the one check on the hot path
     cdef Py_ssize_t compactions
     cdef double *spare_adj        # a kept adjoint buffer (see ADJ_KEEP_MAX), or NULL
@@ -72,6 +73,7 @@ cdef class Tape:
         ac_tape_init(&self.t)
         self.live_head = NULL
         self.compact_at = _compaction_floor
+        self.args_compact_at = _compaction_floor
         self.limit = 0
 
     def __dealloc__(self):
@@ -99,7 +101,16 @@ cdef class Tape:
         self._release_leaves()
         ac_tape_clear(&self.t)
         self.compact_at = _compaction_floor
+        self.args_compact_at = _compaction_floor
         self.limit = 0
+
+    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t args) except -1:
+        """Compact, then schedule the next compaction at twice what survived."""
+        self._compact()
+        self.compact_at = max(2 * (self.t.size + nodes), _compaction_floor)
+        self.args_compact_at = max(2 * (self.t.nargs + args), _compaction_floor)
+        self.limit = min(self.t.capacity, self.compact_at)
+        return 0
 
     cdef double *_adjoints(self, ac_node n) except NULL:
         """A buffer for n adjoints; hand it back with _done_with_adjoints."""
@@ -125,8 +136,7 @@ cdef class Tape:
         """Slow path of _reserve: compact if due, then grow."""
         cdef int rc
         if self.t.size + n > self.compact_at:
-            self._compact()
-            self.compact_at = max(2 * (self.t.size + n), _compaction_floor)
+            self._compact_and_reschedule(n, 0)
         if self.t.size + n > self.t.capacity:
             rc = ac_grow_nodes(&self.t, self.t.size + n)
             if rc == -2:
@@ -228,6 +238,7 @@ cdef class Tape:
             p = v.next
         ac_compact_free(&cp)
         free(leaf_remap)
+        ac_tape_trim(t)
         self.compactions += 1
         for k in range(ndropped):
             Py_DECREF(<object>dropped[k])
@@ -1033,6 +1044,9 @@ cdef object _nary(int op, list items, int width, str where):
         for j in range(n):
             if kinds[j] >= K_NODE:
                 _tape_for(items[j], kinds[j], None, K_CONST)
+        if tape.t.nargs + n + 1 > tape.args_compact_at:
+            # operand lists of data-heavy dot()/sum() grow faster than the node count
+            tape._compact_and_reschedule(1, n + 1)
         _reserve(tape, 1)
         if ac_reserve_args(&tape.t, n + 1) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
@@ -1397,7 +1411,7 @@ def tape_stats():
         "leaves": tape.t.nleaves,
         "constants": tape.t.nconsts,
         "args": tape.t.nargs,
-        "bytes": ac_tape_bytes(&tape.t),
+        "bytes": ac_tape_bytes(&tape.t) + tape.spare_adj_size * sizeof(double),
         "compactions": tape.compactions,
     }
 
@@ -1409,13 +1423,11 @@ def _set_compaction_floor(Py_ssize_t nodes):
     previous = _compaction_floor
     _compaction_floor = max(nodes, 16)
     tape.compact_at = max(2 * tape.t.size, _compaction_floor)
+    tape.args_compact_at = max(2 * tape.t.nargs, _compaction_floor)
     tape.limit = min(tape.t.capacity, tape.compact_at)
     return previous
 
 
 def _compact():
     """Tests only: compact this thread's tape now."""
-    cdef Tape tape = _thread_tape()
-    tape._compact()
-    tape.compact_at = max(2 * tape.t.size, _compaction_floor)
-    tape.limit = min(tape.t.capacity, tape.compact_at)
+    _thread_tape()._compact_and_reschedule(0, 0)

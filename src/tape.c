@@ -100,6 +100,44 @@ void ac_tape_clear(ac_tape *t)
     }
 }
 
+/* Give back capacity a compaction left unused: arrays more than four times
+ * larger than what they hold shrink to twice that.  A shrinking realloc that
+ * fails leaves an array larger than `want`, still a valid capacity. */
+static int64_t ac_trim_to(int64_t capacity, int64_t used, int64_t initial)
+{
+    int64_t want = 2 * used > initial ? 2 * used : initial;
+    return capacity > 4 * used && capacity > want ? want : capacity;
+}
+
+void ac_tape_trim(ac_tape *t)
+{
+    int64_t want = ac_trim_to(t->capacity, t->size, AC_INITIAL_NODES);
+    if (want < t->capacity) {
+        ac_resize((void **)&t->code, want, sizeof *t->code);
+        ac_resize((void **)&t->val, want, sizeof *t->val);
+        t->capacity = want;
+    }
+    want = ac_trim_to(t->consts_capacity, t->nconsts, 256);
+    if (want < t->consts_capacity) {
+        ac_resize((void **)&t->consts, want, sizeof *t->consts);
+        t->consts_capacity = want;
+    }
+    want = ac_trim_to(t->args_capacity, t->nargs, 1024);
+    if (want < t->args_capacity) {
+        ac_resize((void **)&t->args, want, sizeof *t->args);
+        t->args_capacity = want;
+    }
+    want = ac_trim_to(t->leaves_capacity, t->nleaves, 64);
+    if (want < t->leaves_capacity) {
+        ac_resize((void **)&t->leaf_obj, want, sizeof *t->leaf_obj);
+        ac_resize((void **)&t->leaf_val, want, sizeof *t->leaf_val);
+        ac_resize((void **)&t->leaf_version, want, sizeof *t->leaf_version);
+        ac_resize((void **)&t->leaf_grad, want, sizeof *t->leaf_grad);
+        ac_resize((void **)&t->leaf_flags, want, sizeof *t->leaf_flags);
+        t->leaves_capacity = want;
+    }
+}
+
 static int64_t ac_next_capacity(int64_t have, int64_t need, int64_t initial, int64_t limit)
 {
     int64_t cap = have > 0 ? have : initial;

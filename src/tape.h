@@ -100,6 +100,7 @@ typedef struct ac_tape {
 void ac_tape_init(ac_tape *t);
 void ac_tape_free(ac_tape *t);
 void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
+void ac_tape_trim(ac_tape *t);             /* give back capacity far above what is held */
 int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
 int ac_grow_consts(ac_tape *t);
 int ac_reserve_args(ac_tape *t, int64_t more);

@@ -62,6 +62,7 @@ cdef extern from "tape.h" nogil:
     void ac_tape_init(ac_tape *t)
     void ac_tape_free(ac_tape *t)
     void ac_tape_clear(ac_tape *t)
+    void ac_tape_trim(ac_tape *t)
     int ac_grow_nodes(ac_tape *t, ac_node need)
     int ac_reserve_args(ac_tape *t, int64_t more)
     int ac_reserve_leaves(ac_tape *t, int64_t more)
