@@ -944,7 +944,14 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
         z = (<Variable>right).value
         kb = (<Variable>right).kind
 
-    y = ac_binary_value(op, x, z)
+    # The value comes from the formula of the op that will be recorded, so a
+    # constant exponent uses ac_powc, exactly as its adjoint does.
+    if kb == K_CONST and ka != K_CONST:
+        y = ac_const_value(op_xc, x, -z if op == AC_SUB else z)
+    elif ka == K_CONST and kb != K_CONST:
+        y = ac_const_value(op_cx, z, x)
+    else:
+        y = ac_binary_value(op, x, z)
     ts = ac_this_thread()
     if ts.anomaly and not isfinite(y):
         _anomaly(op, y, (x, z))

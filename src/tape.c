@@ -252,9 +252,9 @@ size_t ac_tape_bytes(const ac_tape *t)
 #define AC_UNARY_CASE_AC_ADD_TO(OP, NAME, F, D) AC_UNARY_CASE(AC_ADD_TO, OP, D)
 #define AC_CONST_CASE_AC_ADD_TO(OP, NAME, F, D) AC_CONST_CASE(AC_ADD_TO, OP, D)
 #define AC_BINARY_CASE_AC_ADD_TO(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_ADD_TO, OP, DX, DZ)
-#define AC_UNARY_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_UNARY_CASE(AC_CHECK_NAN, OP, D)
-#define AC_CONST_CASE_AC_CHECK_NAN(OP, NAME, F, D) AC_CONST_CASE(AC_CHECK_NAN, OP, D)
-#define AC_BINARY_CASE_AC_CHECK_NAN(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_CHECK_NAN, OP, DX, DZ)
+#define AC_UNARY_CASE_AC_PASS_ZERO(OP, NAME, F, D) AC_UNARY_CASE(AC_PASS_ZERO, OP, D)
+#define AC_CONST_CASE_AC_PASS_ZERO(OP, NAME, F, D) AC_CONST_CASE(AC_PASS_ZERO, OP, D)
+#define AC_BINARY_CASE_AC_PASS_ZERO(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_PASS_ZERO, OP, DX, DZ)
 #define AC_UNARY_CASE_AC_ANOMALY_ADD(OP, NAME, F, D) AC_UNARY_CASE(AC_ANOMALY_ADD, OP, D)
 #define AC_CONST_CASE_AC_ANOMALY_ADD(OP, NAME, F, D) AC_CONST_CASE(AC_ANOMALY_ADD, OP, D)
 #define AC_BINARY_CASE_AC_ANOMALY_ADD(OP, NAME, F, DX, DZ) AC_BINARY_CASE(AC_ANOMALY_ADD, OP, DX, DZ)
@@ -265,12 +265,12 @@ size_t ac_tape_bytes(const ac_tape *t)
 /* Fast sweep.  Adds every contribution.  Adjoint buffers are zeroed
  * lazily, a block at a time just outside the range touched so far, so they
  * never need a full clear and the loop ends at the lowest node the output
- * depends on.  A node whose adjoint is exactly 0 is skipped: its
- * contributions are 0 * (local derivative), which only matter when that
- * derivative is inf or nan.  If it is, the node may or may not be reachable
- * from the output, and only an exact reachability sweep can give PyTorch's
- * answer (nan if reachable, nothing if not): return 0 for ac_sweep to run
- * the exact sweep instead. */
+ * depends on.  A node whose adjoint is 0 passes zeros on (so a node below it
+ * is still visited); its contributions are 0 * (local derivative), which
+ * only matter when that derivative is inf or nan.  If one is, the node may
+ * or may not be reachable from the output, and only an exact reachability
+ * sweep can give PyTorch's answer (nan if reachable, nothing if not): return
+ * 0 for ac_sweep to run the exact sweep instead. */
 #define AC_ZERO_BLOCK 512
 
 typedef struct ac_leaf_window {   /* leaf_adj is zeroed on [zlo, zhi); touched on [lo, hi] */
@@ -314,7 +314,14 @@ static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, int64_t k
             adj[r_] += v_;                                                     \
         }                                                                      \
     } while (0)
-#define AC_CHECK_NAN(r, v) do { double v_ = (v); (void)(r); if (v_ != v_) return 0; } while (0)
+/* A zero adjoint still passes zeros on: a node it reaches may have an inf
+ * or nan local derivative further down (abs(sqrt(x) * 2) at x = 0). */
+#define AC_PASS_ZERO(r, v)                                                     \
+    do {                                                                       \
+        double z_ = (v);                                                       \
+        if (z_ != z_) return 0;                                                \
+        AC_ADD_TO(r, z_);                                                      \
+    } while (0)
 
 static int ac_sweep_fast(const ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
                          ac_sweep_result *res)
@@ -334,7 +341,7 @@ static int ac_sweep_fast(const ac_tape *t, double *adj, double *leaf_adj, ac_nod
         if (g != 0.0) {
             AC_PROPAGATE(AC_ADD_TO)
         } else {
-            AC_PROPAGATE(AC_CHECK_NAN)
+            AC_PROPAGATE(AC_PASS_ZERO)
         }
     }
     res->lo = low;
