@@ -93,6 +93,7 @@ cdef class Tape:
             if self.t.leaf_flags[k] & AC_LEAF_CURRENT:
                 _detach(<Variable>objs[k])
         self.t.nleaves = 0
+        self.t.ndetached = 0
         for k in range(n):     # last: a leaf dealloc must see a consistent tape
             Py_DECREF(<object>objs[k])
 
@@ -229,6 +230,9 @@ cdef class Tape:
                 dropped[ndropped] = t.leaf_obj[k]
                 ndropped += 1
         t.nleaves = kept_leaves
+        t.ndetached = 0
+        for k in range(kept_leaves):
+            t.ndetached += not t.leaf_flags[k] & AC_LEAF_CURRENT
         ac_compact_finish(t, &cp, leaf_remap)
 
         p = self.live_head
@@ -484,7 +488,8 @@ cdef class Variable:
         root = self.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves)
         try:
-            ac_sweep(&tape.t, adj, adj + root + 1, root, seed, &swept)
+            # detect_anomaly inspects the gradients before any is handed over
+            ac_sweep(&tape.t, adj, adj + root + 1, root, seed, not ac_this_thread().anomaly, &swept)
             if ac_this_thread().anomaly:
                 _check_backward(tape, adj, &swept, root, seed)
             _deliver(tape, adj + root + 1, &swept, root, None, None)
@@ -736,6 +741,7 @@ cdef inline void _detach(Variable v) noexcept:
     v.grad_value += t.leaf_grad[v.index]
     t.leaf_grad[v.index] = 0.0
     t.leaf_flags[v.index] &= ~AC_LEAF_CURRENT
+    t.ndetached += 1
     v.cache_tape = NULL
 
 
@@ -1097,32 +1103,42 @@ cdef object _compare(object a, object b, int how):
 
 cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node root,
                   dict wanted, list out) except -1:
-    """Hand the leaf entries the sweep reached their adjoints: into leaf_grad
-    for current entries, into the leaf object for past ones, or, for grad(),
-    into out[wanted[id(leaf)]].
+    """Finish handing the leaf entries the sweep reached their gradients:
+    current entries keep theirs in leaf_grad, past entries pass theirs to the
+    leaf object; for grad(), they go to out[wanted[id(leaf)]] instead.
 
     First, a past entry whose leaf was assigned a new value since it was
     recorded makes backward() fail, with every gradient as it was: the
     gradient would be for a value that no longer exists.  (After a fast
-    sweep, an entry with adjoint 0 may be unreachable from the output; only
-    then is reachability computed, to tell the two apart.)
+    sweep, an entry whose gradient did not change may be unreachable from
+    the output; only then is reachability computed, to tell the two apart.)
     """
     cdef ac_tape *t = &tape.t
     cdef int64_t k
     cdef ac_sweep_result reach
-    cdef bint exact = swept.exact, reach_known = False
+    cdef bint exact = swept.exact, delivered = swept.delivered, reach_known = False
+    cdef bint changed
+    if delivered and t.ndetached == 0:
+        return 0                            # everything went to leaf_grad; nothing can be stale
     try:
         for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            if t.leaf_flags[k] & AC_LEAF_CURRENT:
+                continue
             if exact and not t.leaf_flags[k] & AC_LEAF_MARK:
                 continue                    # not reached
             if not _is_stale(t, k):
                 continue
-            if not exact and leaf_adj[k] == 0.0:
-                if not reach_known:
-                    ac_mark_reachable(t, root, &reach)
-                    reach_known = True
-                if not t.leaf_flags[k] & AC_LEAF_MARK:
-                    continue                # not part of this graph
+            if not exact:
+                # delivered: leaf_adj holds the old leaf_grad (0 for a past entry)
+                changed = t.leaf_grad[k] != 0.0 if delivered else leaf_adj[k] != 0.0
+                if not changed:
+                    if not reach_known:
+                        ac_mark_reachable(t, root, &reach)
+                        reach_known = True
+                    if not t.leaf_flags[k] & AC_LEAF_MARK:
+                        continue            # not part of this graph
+            if delivered:
+                ac_undo_delivery(t, leaf_adj, swept.leaf_lo, swept.leaf_hi)
             name = (<Variable>t.leaf_obj[k]).name
             label = "" if name is None else f" {name!r}"
             raise RuntimeError(
@@ -1131,6 +1147,11 @@ cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node r
                 "exists; record the expression again from the current values")
 
         for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            if delivered:
+                if not t.leaf_flags[k] & AC_LEAF_CURRENT:
+                    (<Variable>t.leaf_obj[k]).grad_value += t.leaf_grad[k]
+                    t.leaf_grad[k] = 0.0
+                continue
             if exact and not t.leaf_flags[k] & AC_LEAF_MARK:
                 continue
             if wanted is not None:
@@ -1356,7 +1377,7 @@ def grad(output, inputs):
     root = out.index
     adj = tape._adjoints(root + 1 + tape.t.nleaves)
     try:
-        ac_sweep(&tape.t, adj, adj + root + 1, root, 1.0, &swept)
+        ac_sweep(&tape.t, adj, adj + root + 1, root, 1.0, 0, &swept)
         if ac_this_thread().anomaly:
             _check_backward(tape, adj, &swept, root, 1.0)
         wanted = {}

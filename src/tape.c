@@ -76,6 +76,7 @@ void ac_tape_clear(ac_tape *t)
     t->nconsts = 0;
     t->nargs = 0;
     t->nleaves = 0;
+    t->ndetached = 0;
     memset(t->const_cache, 0, sizeof t->const_cache);
     if (t->capacity > AC_SHRINK_ABOVE) {
         free(t->code); t->code = NULL;
@@ -273,24 +274,42 @@ size_t ac_tape_bytes(const ac_tape *t)
  * 0 for ac_sweep to run the exact sweep instead. */
 #define AC_ZERO_BLOCK 512
 
-typedef struct ac_leaf_window {   /* leaf_adj is zeroed on [zlo, zhi); touched on [lo, hi] */
+/* Leaf contributions go to leaf_dst: leaf_grad itself when delivering,
+ * else the leaf_adj buffer.  The window [zlo, zhi) of entries prepared so far
+ * grows a block at a time; preparing means zeroing leaf_adj, or, when
+ * delivering, saving leaf_grad's values into leaf_adj so that the delivery
+ * can be undone exactly (ac_undo_delivery).  [lo, hi] is what was touched. */
+typedef struct ac_leaf_window {
     int64_t zlo, zhi, lo, hi;
 } ac_leaf_window;
 
-static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, int64_t k, int64_t n)
+static void ac_prepare_leaves(double *leaf_adj, const double *leaf_grad, int deliver,
+                              int64_t from, int64_t to)
+{
+    if (deliver) memcpy(leaf_adj + from, leaf_grad + from, (size_t)(to - from) * sizeof *leaf_adj);
+    else memset(leaf_adj + from, 0, (size_t)(to - from) * sizeof *leaf_adj);
+}
+
+static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, const double *leaf_grad,
+                                 int deliver, int64_t k, int64_t n)
 {
     int64_t from, to;
     if (lw->zhi <= lw->zlo) lw->zlo = lw->zhi = k;
     if (k < lw->zlo) {
         from = k > AC_ZERO_BLOCK ? k - AC_ZERO_BLOCK : 0;
-        memset(leaf_adj + from, 0, (size_t)(lw->zlo - from) * sizeof *leaf_adj);
+        ac_prepare_leaves(leaf_adj, leaf_grad, deliver, from, lw->zlo);
         lw->zlo = from;
     }
     if (k >= lw->zhi) {
         to = k + AC_ZERO_BLOCK < n ? k + AC_ZERO_BLOCK : n;
-        memset(leaf_adj + lw->zhi, 0, (size_t)(to - lw->zhi) * sizeof *leaf_adj);
+        ac_prepare_leaves(leaf_adj, leaf_grad, deliver, lw->zhi, to);
         lw->zhi = to;
     }
+}
+
+void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi)
+{
+    if (hi >= lo) memcpy(t->leaf_grad + lo, saved + lo, (size_t)(hi + 1 - lo) * sizeof *saved);
 }
 
 #define AC_ADD_TO(r, v)                                                        \
@@ -300,10 +319,10 @@ static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, int64_t k
         if (ac_is_leaf_ref(r_)) {                                              \
             int64_t k_ = r_ & AC_INDEX_MASK;                                   \
             if (AC_UNLIKELY(k_ < lw.zlo || k_ >= lw.zhi))                      \
-                ac_widen_leaf_window(&lw, leaf_adj, k_, t->nleaves);           \
+                ac_widen_leaf_window(&lw, leaf_adj, t->leaf_grad, deliver, k_, t->nleaves); \
             if (k_ < lw.lo) lw.lo = k_;                                        \
             if (k_ > lw.hi) lw.hi = k_;                                        \
-            leaf_adj[k_] += v_;                                                \
+            leaf_dst[k_] += v_;                                                \
         } else {                                                               \
             if (AC_UNLIKELY((ac_node)r_ < zeroed)) {                           \
                 ac_node from_ = r_ > AC_ZERO_BLOCK ? r_ - AC_ZERO_BLOCK : 0;   \
@@ -319,16 +338,17 @@ static void ac_widen_leaf_window(ac_leaf_window *lw, double *leaf_adj, int64_t k
 #define AC_PASS_ZERO(r, v)                                                     \
     do {                                                                       \
         double z_ = (v);                                                       \
-        if (z_ != z_) return 0;                                                \
+        if (z_ != z_) goto inexact;                                            \
         AC_ADD_TO(r, z_);                                                      \
     } while (0)
 
-static int ac_sweep_fast(const ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-                         ac_sweep_result *res)
+static int ac_sweep_fast(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+                         int deliver, ac_sweep_result *res)
 {
     const ac_code *code = t->code;
     const double *val = t->val, *consts = t->consts, *leaf_val = t->leaf_val;
     const uint32_t *args = t->args;
+    double *leaf_dst = deliver ? t->leaf_grad : leaf_adj;
     ac_node low = root, zeroed = root, i;   /* adj[zeroed..root) is cleared */
     ac_leaf_window lw = {0, 0, INT64_MAX, -1};
 
@@ -348,7 +368,11 @@ static int ac_sweep_fast(const ac_tape *t, double *adj, double *leaf_adj, ac_nod
     res->leaf_lo = lw.lo;
     res->leaf_hi = lw.hi;
     res->exact = 0;
+    res->delivered = deliver;
     return 1;
+inexact:
+    if (deliver) ac_undo_delivery(t, leaf_adj, lw.lo, lw.hi);
+    return 0;
 }
 
 /* Exact sweep: only what is reachable from the output propagates, as in
@@ -390,6 +414,7 @@ static void ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node ro
     res->leaf_lo = INT64_MAX;
     res->leaf_hi = -1;
     res->exact = 1;
+    res->delivered = 0;
     adj[root] = seed;
     code[root] |= AC_MARK;
     for (i = root; i >= low; --i) {
@@ -424,7 +449,7 @@ ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root,
     const uint32_t *args = t->args;
     uint8_t *leaf_flags = t->leaf_flags;
     ac_node low = root, i, found = -1;
-    ac_sweep_result marks = {root, INT64_MAX, -1, 1}, *res = &marks;
+    ac_sweep_result marks = {root, INT64_MAX, -1, 1, 0}, *res = &marks;
 
     adj[root] = seed;
     code[root] |= AC_MARK;
@@ -444,9 +469,9 @@ done:
 }
 
 void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-              ac_sweep_result *r)
+              int deliver, ac_sweep_result *r)
 {
-    if (!ac_sweep_fast(t, adj, leaf_adj, root, seed, r))
+    if (!ac_sweep_fast(t, adj, leaf_adj, root, seed, deliver, r))
         ac_sweep_exact(t, adj, leaf_adj, root, seed, r);
 }
 

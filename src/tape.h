@@ -93,6 +93,7 @@ typedef struct ac_tape {
     double *leaf_grad;
     uint8_t *leaf_flags;
     int64_t nleaves, leaves_capacity;
+    int64_t ndetached;        /* entries that are not their leaf's current one */
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
@@ -145,6 +146,8 @@ typedef struct ac_sweep_result {
     ac_node lo;               /* the lowest node reached */
     int64_t leaf_lo, leaf_hi; /* leaf entries touched lie in [leaf_lo, leaf_hi]; empty if hi < lo */
     int exact;                /* 1: reached leaf entries carry AC_LEAF_MARK, for the caller to clear */
+    int delivered;            /* 1: leaf contributions went into leaf_grad; leaf_adj holds
+                                 leaf_grad's previous values on [leaf_lo, leaf_hi] */
 } ac_sweep_result;
 
 /* Sweep from the output node `root` (adjoint `seed`) down to the lowest node
@@ -155,9 +158,15 @@ typedef struct ac_sweep_result {
  * their leaf_adj is undefined).  PyTorch's semantics: only what is reachable
  * from the output propagates, so an unrelated graph sharing the tape never
  * leaks a nan in.  Pure C: no allocation, cannot fail.  adj must hold
- * root + 1 doubles, leaf_adj t->nleaves. */
+ * root + 1 doubles, leaf_adj t->nleaves.
+ *
+ * With deliver != 0 the fast sweep adds leaf contributions straight into
+ * leaf_grad (saving the values it had in leaf_adj) and sets r->delivered;
+ * the exact sweep never does. */
 void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-              ac_sweep_result *r);
+              int deliver, ac_sweep_result *r);
+/* Put back the leaf_grad values a delivering sweep saved, entries lo..hi. */
+void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi);
 
 /* For detect_anomaly: the first node, in sweep order, whose finite adjoint
  * gives one of its operands an inf or nan contribution; -1 if none.  Uses

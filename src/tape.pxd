@@ -45,12 +45,14 @@ cdef extern from "tape.h" nogil:
         double *leaf_grad             #   gradient not yet handed to the leaf object
         uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
         int64_t nleaves
+        int64_t ndetached             # entries not current for their leaf
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached
         int64_t leaf_lo               # leaf entries touched lie in [leaf_lo, leaf_hi]
         int64_t leaf_hi
         int exact                     # reached leaf entries carry AC_LEAF_MARK
+        int delivered                 # leaf gradients went into leaf_grad; leaf_adj saved the old ones
 
     ctypedef struct ac_compactor:
         ac_node kept
@@ -73,7 +75,8 @@ cdef extern from "tape.h" nogil:
     bint ac_is_marked(const ac_tape *t, ac_node i)
     void ac_set_mark(ac_tape *t, ac_node i)
     void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-                  ac_sweep_result *r)
+                  int deliver, ac_sweep_result *r)
+    void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi)
     ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed)
     ac_node ac_operand_a(ac_code c)
     ac_node ac_operand_b(ac_code c)
