@@ -15,12 +15,14 @@ Reported:
             recording and after backward() (measured in a fresh subprocess)
 
 Absolute times on shared machines drift by tens of percent from minute to
-minute, so each round times the float code and the Variable code back to
-back and the best round of each is kept.
+minute, so each round times the float code, the Variable code and the
+backward pass back to back; the table shows the median round's ratios and
+the spread over all rounds.
 """
 import argparse
 import gc
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -47,27 +49,32 @@ def _timed(fn, *args):
 
 
 def measure(name, float_args, var_args_factory, fn, rounds):
-    """Best-of-rounds times of: fn on floats, fn on Variables, backward()."""
-    best = {"float": float("inf"), "forward": float("inf"), "backward": float("inf")}
+    """Each round runs fn on floats, fn on Variables, then backward(), back to
+    back.  The ratios compare the best round of each (the least disturbed
+    measurement of both); the per-round ratios give their spread."""
+    floats, forwards, backwards, per_round = [], [], [], []
     nodes = 0
     for _ in range(rounds):
         gc.collect()
-        t, _ = _timed(fn, *float_args)
-        best["float"] = min(best["float"], t)
+        t_float, _ = _timed(fn, *float_args)
         var_args = var_args_factory()
-        t, out = _timed(fn, *var_args)
-        best["forward"] = min(best["forward"], t)
+        t_forward, out = _timed(fn, *var_args)
         nodes = ag.tape_stats()["nodes"]
-        t, _ = _timed(out.backward)
-        best["backward"] = min(best["backward"], t)
+        t_backward, _ = _timed(out.backward)
         del out, var_args
+        floats.append(t_float)
+        forwards.append(t_forward)
+        backwards.append(t_backward)
+        per_round.append((t_forward / t_float, t_backward / t_float))
     return {
         "workload": name,
         "nodes": nodes,
-        "float_ms": best["float"] * 1e3,
-        "forward_ratio": best["forward"] / best["float"],
-        "backward_ratio": best["backward"] / best["float"],
-        "backward_ns_per_node": best["backward"] / nodes * 1e9,
+        "float_ms": min(floats) * 1e3,
+        "forward_ratio": min(forwards) / min(floats),
+        "backward_ratio": min(backwards) / min(floats),
+        "backward_ns_per_node": min(backwards) / nodes * 1e9,
+        "forward_median_round": statistics.median(r[0] for r in per_round),
+        "backward_median_round": statistics.median(r[1] for r in per_round),
     }
 
 
@@ -109,7 +116,7 @@ def main(argv=None):
         return 0
 
     n = 20_000 if args.quick else 200_000
-    rounds = 3 if args.quick else 7
+    rounds = 3 if args.quick else 9
     import random
 
     rng = random.Random(0)
@@ -127,13 +134,15 @@ def main(argv=None):
     if args.json:
         print(json.dumps({"speed": results, "memory": memory}, indent=2))
         return 0
-    print(f"autograd_c core benchmark ({'quick' if args.quick else 'full'}; best of {rounds} rounds)")
+    print(f"autograd_c core benchmark ({'quick' if args.quick else 'full'}; best of {rounds} rounds, "
+          "median round in brackets)")
     print()
     print("| workload | tape nodes | floats (ms) | forward / floats | backward / float forward | backward ns/node |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['workload']} | {r['nodes']:,} | {r['float_ms']:.1f} | {r['forward_ratio']:.2f}x "
-              f"| {r['backward_ratio']:.2f}x | {r['backward_ns_per_node']:.1f} |")
+              f"[{r['forward_median_round']:.2f}] | {r['backward_ratio']:.2f}x "
+              f"[{r['backward_median_round']:.2f}] | {r['backward_ns_per_node']:.1f} |")
     print()
     print(f"memory, {memory['nodes']:,}-node chain: {memory['bytes_per_node_recorded']:.1f} bytes/node "
           f"recorded, {memory['bytes_per_node_after_backward']:.1f} after backward() "

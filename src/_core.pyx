@@ -89,13 +89,12 @@ cdef class Tape:
         their pending gradient and forget the entry."""
         cdef int64_t k, n = self.t.nleaves
         cdef void **objs = self.t.leaf_obj
+        self.t.nleaves = 0          # first: a leaf dealloc below must see an empty table
         for k in range(n):
             if self.t.leaf_flags[k] & AC_LEAF_CURRENT:
                 _detach(<Variable>objs[k])
-        self.t.nleaves = 0
-        self.t.ndetached = 0
-        for k in range(n):     # last: a leaf dealloc must see a consistent tape
             Py_DECREF(<object>objs[k])
+        self.t.ndetached = 0
 
     cdef void _reset(self) noexcept:
         """No recorded Variable is alive: forget everything in O(leaves)."""
