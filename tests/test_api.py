@@ -11,6 +11,7 @@ import pytest
 
 import autograd_c as ag
 from autograd_c import Variable
+from helpers import in_fresh_thread
 
 
 def approx(x):
@@ -19,25 +20,6 @@ def approx(x):
 
 def nodes():
     return ag.tape_stats()["nodes"]
-
-
-def in_fresh_thread(fn):
-    """Run fn on a new thread, whose tape starts empty (other tests, or pytest's
-    saved tracebacks, may keep recorded Variables of the main thread alive)."""
-    import threading
-    errors = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised below
-            errors.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
 
 
 # ---------------------------------------------------------------------------

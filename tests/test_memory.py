@@ -22,6 +22,7 @@ import pytest
 
 import autograd_c as ag
 from autograd_c import _core
+from helpers import in_fresh_thread
 
 FLOOR = 10_000          # compaction floor used by the loop tests (default is 2**20)
 ITERATIONS = 2_000
@@ -30,25 +31,6 @@ ITERATIONS = 2_000
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-def in_fresh_thread(fn, *args, **kwargs):
-    """Run fn in a new thread (hence on a new, empty tape); return its
-    result or re-raise its exception here."""
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=target, name=f"fresh-{fn.__name__}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
 
 @pytest.fixture
 def small_floor():

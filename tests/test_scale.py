@@ -17,23 +17,7 @@ import pytest
 
 import autograd_c as ag
 from autograd_c import _core
-
-
-def in_fresh_thread(fn, *args):
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=target, name=f"fresh-{fn.__name__}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+from helpers import in_fresh_thread
 
 
 def geometric_sum(c, n):
