@@ -30,7 +30,9 @@ from ._core import (
     exp,
     expm1,
     grad,
+    graph_size,
     is_grad_enabled,
+    leaves,
     log,
     log1p,
     maximum,
@@ -45,11 +47,14 @@ from ._core import (
     tanh,
     tape_stats,
 )
+from . import optim
+from .function import Function
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Function",
     "Variable",
     "abs",
     "atan",
@@ -61,12 +66,15 @@ __all__ = [
     "exp",
     "expm1",
     "grad",
+    "graph_size",
     "is_grad_enabled",
+    "leaves",
     "log",
     "log1p",
     "maximum",
     "minimum",
     "no_grad",
+    "optim",
     "relu",
     "set_grad_enabled",
     "sigmoid",

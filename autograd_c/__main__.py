@@ -1,5 +1,8 @@
 """`python -m autograd_c`: a small graph, its gradients, a finite-difference
-check, and the time one large graph takes."""
+check, and the time one large graph takes.
+
+`python -m autograd_c demo [--plot out.png]` trains micrograd's moons
+classifier instead (see autograd_c/demo.py)."""
 import math
 import sys
 import time
@@ -52,4 +55,9 @@ def main():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["demo"]:
+        from autograd_c.demo import main as demo_main
+        sys.exit(demo_main(sys.argv[2:]))
+    if sys.argv[1:]:
+        sys.exit("usage: python -m autograd_c [demo [--steps N] [--plot PATH] [--quiet]]")
     sys.exit(main())

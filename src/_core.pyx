@@ -14,8 +14,9 @@ from cpython.object cimport PyObject, PyTypeObject, destructor
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.float cimport PyFloat_CheckExact, PyFloat_Check, PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_CheckExact, PyLong_Check
-from libc.math cimport isfinite, isnan, NAN
-from libc.stdlib cimport malloc, realloc, free
+from libc.math cimport isfinite, isnan, NAN, pow
+from libc.math cimport sqrt as sqrt_c
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from tape cimport *
@@ -68,9 +69,23 @@ cdef class Tape:
     cdef ac_node spare_adj_size
     cdef unsigned long thread_id
     cdef object thread_name
+    cdef dict functions           # node index -> the Function object of each AC_CUSTOM node
+    cdef double *fn_grads         # a Function's gradients, handed to the sweep
+    cdef Py_ssize_t fn_grads_size
+    cdef object sweep_error       # the exception a Function's backward raised mid-sweep
+    cdef PyObject **objmap        # node -> its live Variable (borrowed) or NULL; for _prev
+    cdef ac_node objmap_size      # nodes objmap covers; NULL objmap: not built
+    cdef dict const_objs          # constant-pool index -> a constant Variable, for _prev
+    cdef ac_node adj_lo, adj_root # spare_adj[adj_lo..adj_root] holds the latest backward()'s
+                                  # adjoints (adj_root -1: it does not), for _node_object
 
     def __cinit__(self):
         ac_tape_init(&self.t)
+        self.t.custom_backward = _function_backward
+        self.t.custom_ctx = <void *>self
+        self.functions = {}
+        self.const_objs = {}
+        self.adj_root = -1
         self.live_head = NULL
         self.compact_at = _compaction_floor
         self.args_compact_at = _compaction_floor
@@ -83,6 +98,8 @@ cdef class Tape:
         self._release_leaves()
         ac_tape_free(&self.t)
         free(self.spare_adj)
+        free(self.fn_grads)
+        free(self.objmap)
 
     cdef void _release_leaves(self) noexcept:
         """Drop the leaf table; leaves whose current entry is here take
@@ -100,12 +117,16 @@ cdef class Tape:
         """No recorded Variable is alive: forget everything in O(leaves)."""
         self._release_leaves()
         ac_tape_clear(&self.t)
+        self._drop_objmap()
+        if self.functions:
+            self.functions = {}
         self.compact_at = _compaction_floor
         self.args_compact_at = _compaction_floor
         self.limit = 0
 
     cdef int _compact_and_reschedule(self, ac_node nodes, int64_t args) except -1:
         """Compact, then schedule the next compaction at twice what survived."""
+        _check_not_sweeping(self, "record operations")
         self._compact()
         self.compact_at = max(2 * (self.t.size + nodes), _compaction_floor)
         self.args_compact_at = max(2 * (self.t.nargs + args), _compaction_floor)
@@ -135,6 +156,7 @@ cdef class Tape:
     cdef int _make_room(self, ac_node n) except -1:
         """Slow path of _reserve: compact if due, then grow."""
         cdef int rc
+        _check_not_sweeping(self, "record operations")
         if self.t.size + n > self.compact_at:
             self._compact_and_reschedule(n, 0)
         if self.t.size + n > self.t.capacity:
@@ -175,6 +197,7 @@ cdef class Tape:
         cdef void **dropped = NULL
         cdef int begun
 
+        self._drop_objmap()        # it holds node indices, and released Variables below
         for k in range(n):
             if _is_stale(t, k):
                 any_stale = True
@@ -233,6 +256,9 @@ cdef class Tape:
         for k in range(kept_leaves):
             t.ndetached += not t.leaf_flags[k] & AC_LEAF_CURRENT
         ac_compact_finish(t, &cp, leaf_remap)
+        if self.functions:
+            self.functions = {ac_rank(&cp, i): fn for i, fn in self.functions.items()
+                              if ac_bit(cp.keep, i)}
 
         p = self.live_head
         while p != NULL:
@@ -247,6 +273,162 @@ cdef class Tape:
             Py_DECREF(<object>dropped[k])
         free(dropped)
         return 0
+
+    # -- sweeping ------------------------------------------------------------
+
+    cdef int _sweep(self, double *adj, ac_node root, double seed, int deliver,
+                    ac_sweep_result *swept) except -1:
+        """ac_sweep, with the tape frozen while a Function's backward runs."""
+        cdef int rc
+        _check_not_sweeping(self, "call backward()")
+        self.adj_root = -1
+        self.t.sweeping = 1
+        self.limit = 0               # every recording attempt reaches _make_room, which refuses
+        try:
+            rc = ac_sweep(&self.t, adj, adj + root + 1, root, seed, deliver, swept)
+        finally:
+            self.t.sweeping = 0
+            self.limit = min(self.t.capacity, self.compact_at)
+        if rc < 0:
+            self._raise_sweep_error()
+        return 0
+
+    cdef int _raise_sweep_error(self) except -1:
+        err = self.sweep_error
+        self.sweep_error = None
+        raise err                    # keeps the traceback from the user's backward
+
+    cdef const double *_call_function(self, ac_node i, double g) except NULL:
+        """Run the backward of the Function that recorded node i."""
+        cdef ac_tape *t = &self.t
+        cdef const uint32_t *refs = t.args + ac_offset(t.code[i])
+        cdef uint32_t k, m = refs[0]
+        cdef double *p
+        fn = self.functions[i]
+        fn.inputs = tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)])
+        fn.output = t.val[i]
+        result = fn.backward(g)
+        if m > self.fn_grads_size:
+            p = <double *>realloc(self.fn_grads, m * sizeof(double))
+            if p == NULL:
+                raise MemoryError()
+            self.fn_grads = p
+            self.fn_grads_size = m
+        _function_grads(fn, result, m, self.fn_grads)
+        return self.fn_grads
+
+    # -- node objects, for _prev -------------------------------------------
+
+    cdef void _drop_objmap(self) noexcept:
+        free(self.objmap)
+        self.objmap = NULL
+        self.objmap_size = 0
+        self.adj_root = -1            # the adjoints are indexed by node too
+        if self.const_objs:
+            self.const_objs = {}
+
+    cdef object _node_object(self, ac_node i):
+        """The Variable of node i: the live one, or a new one if none is alive.
+        One object per node, so graph walkers see a node reached twice as one."""
+        cdef PyObject *p
+        cdef Variable v
+        if self.objmap == NULL or i >= self.objmap_size:
+            free(self.objmap)
+            self.objmap = <PyObject **>calloc(self.t.size + 1, sizeof(PyObject *))
+            if self.objmap == NULL:
+                self.objmap_size = 0
+                raise MemoryError()
+            self.objmap_size = self.t.size
+            p = self.live_head
+            while p != NULL:
+                self.objmap[(<Variable>p).index] = p
+                p = (<Variable>p).next
+        if self.objmap[i] != NULL:
+            return <object>self.objmap[i]
+        v = _new_node(self, i, self.t.val[i])
+        if self.adj_lo <= i <= self.adj_root:
+            v.grad_value = self.spare_adj[i]     # as if it had been alive during backward()
+        self.objmap[i] = <PyObject *>v
+        return v
+
+    cdef object _const_object(self, int64_t k):
+        v = self.const_objs.get(k)
+        if v is None:
+            v = _new_constant(self.t.consts[k])
+            self.const_objs[k] = v
+        return v
+
+    cdef object _ref_object(self, uint32_t ref):
+        if ref & AC_REF_CONST:
+            return self._const_object(ref & ~AC_REF_CONST)
+        if ref & AC_LEAF_REF:
+            return <object>self.t.leaf_obj[ref & ~AC_LEAF_REF]
+        return self._node_object(ref)
+
+
+cdef inline int _check_not_sweeping(Tape tape, str what) except -1:
+    if tape.t.sweeping:
+        raise RuntimeError(
+            f"cannot {what} inside a Function's backward(): it runs during a backward pass "
+            "over this thread's tape, which must not change until the pass ends "
+            "(higher-order gradients are not supported)")
+    return 0
+
+
+cdef int _check_idle(str what) except -1:
+    """Refuse what would change this thread's tape while a backward pass runs."""
+    cdef void *p = ac_this_thread().tape
+    if p != NULL:
+        _check_not_sweeping(<Tape>p, what)
+    return 0
+
+
+cdef inline double _arg_value(ac_tape *t, uint32_t ref) noexcept:
+    if ref & AC_REF_CONST:
+        return t.consts[ref & ~AC_REF_CONST]
+    return _ref_value(t, ref)
+
+
+cdef const double *_function_backward(void *ctx, ac_node i, double g) noexcept:
+    """ac_tape.custom_backward: called by the C sweep for AC_CUSTOM nodes.
+    Runs with grad disabled; an exception is kept for Tape._sweep to raise."""
+    cdef Tape tape = <Tape>ctx
+    cdef ac_thread_state *ts = ac_this_thread()
+    cdef int enabled = ts.grad_enabled
+    ts.grad_enabled = 0
+    try:
+        return tape._call_function(i, g)
+    except BaseException as e:
+        tape.sweep_error = e
+        return NULL
+    finally:
+        ts.grad_enabled = enabled
+
+
+cdef int _function_grads(object fn, object result, uint32_t m, double *out) except -1:
+    """Check a Function's backward() result and write it to out[0..m)."""
+    cdef uint32_t k
+    name = type(fn).__name__
+    if type(result) is not tuple and type(result) is not list:
+        if m != 1:
+            raise TypeError(
+                f"{name}.backward() must return a tuple of {m} gradients (one per input), "
+                f"not {type(result).__name__}")
+        result = (result,)
+    if <uint32_t>len(result) != m:
+        raise ValueError(
+            f"{name}.backward() returned {len(result)} gradients for {m} inputs")
+    for k in range(m):
+        g = result[k]
+        if g is None:
+            out[k] = 0.0
+        elif type(g) is Variable:
+            out[k] = (<Variable>g).value
+        elif not _number(g, &out[k]):
+            raise TypeError(
+                f"{name}.backward() must return real numbers, but gradient {k} is "
+                f"{type(g).__name__}")
+    return 0
 
 
 cdef object _tape_owner = threading.local()   # keeps each thread's Tape alive with its thread
@@ -356,6 +538,7 @@ cdef class Variable:
             raise AttributeError(
                 "data of a recorded (non-leaf) Variable cannot be set; "
                 "set the leaves it came from and record the expression again")
+        _check_idle("assign .data")
         _set_value(self, _real(value, "Variable data"))
 
     @property
@@ -380,6 +563,7 @@ cdef class Variable:
 
     @grad.setter
     def grad(self, value):
+        _check_idle("assign .grad")
         _set_leaf_grad(self, 0.0 if value is None else _real(value, "grad"))
 
     @property
@@ -393,6 +577,7 @@ cdef class Variable:
             raise RuntimeError(
                 "requires_grad can only be changed on leaves; "
                 "use v.detach() for a constant copy of a recorded Variable")
+        _check_idle("change requires_grad")
         _detach(self)
         self.kind = K_LEAF if flag else K_CONST
 
@@ -415,7 +600,53 @@ cdef class Variable:
         """Name of the operation that produced this Variable ('' for leaves and constants)."""
         if self.kind != K_NODE:
             return ""
-        return ac_op_name(ac_opcode((<Tape>self.owner).t.code[self.index])).decode()
+        cdef int op = ac_opcode((<Tape>self.owner).t.code[self.index])
+        if op == AC_CUSTOM:
+            return type((<Tape>self.owner).functions[self.index]).__name__
+        return ac_op_name(op).decode()
+
+    @property
+    def _prev(self):
+        """The set of Variables self was computed from, as micrograd's Value._prev:
+        leaves, recorded results and constants (as constant Variables).  A
+        node reached through two parents comes back as the same object."""
+        cdef Tape tape
+        cdef ac_code w
+        cdef int op
+        cdef const uint32_t *refs
+        cdef uint32_t k
+        if self.kind != K_NODE:
+            return set()
+        tape = _owning_tape(self)
+        w = tape.t.code[self.index]
+        op = ac_opcode(w)
+        if ac_is_nary(op):
+            refs = tape.t.args + ac_offset(w)
+            return {tape._ref_object(refs[k]) for k in range(1, refs[0] + 1)}
+        prev = {tape._ref_object(<uint32_t>ac_operand_a(w))}
+        if op >= AC_ADD:
+            prev.add(tape._ref_object(<uint32_t>ac_operand_b(w)))
+        elif op >= AC_ADDC:
+            prev.add(tape._const_object(ac_operand_b(w)))
+        return prev
+
+    @property
+    def _op(self):
+        """The operation as micrograd names it ('+', '*', '**2', 'ReLU', ...);
+        other operations by name, '' for leaves and constants."""
+        cdef Tape tape
+        cdef ac_code w
+        cdef int op
+        if self.kind != K_NODE:
+            return ""
+        tape = <Tape>self.owner
+        w = tape.t.code[self.index]
+        op = ac_opcode(w)
+        if op == AC_POWC:
+            c = tape.t.consts[ac_operand_b(w)]
+            return f"**{int(c) if c == c and c.is_integer() else c}"
+        symbol = _MICROGRAD_SYMBOLS.get(op)
+        return self.op if symbol is None else symbol
 
     def item(self):
         """The value as a Python float."""
@@ -488,11 +719,14 @@ cdef class Variable:
         adj = tape._adjoints(root + 1 + tape.t.nleaves)
         try:
             # detect_anomaly inspects the gradients before any is handed over
-            ac_sweep(&tape.t, adj, adj + root + 1, root, seed, not ac_this_thread().anomaly, &swept)
+            tape._sweep(adj, root, seed, not ac_this_thread().anomaly, &swept)
             if ac_this_thread().anomaly:
                 _check_backward(tape, adj, &swept, root, seed)
             _deliver(tape, adj + root + 1, &swept, root, None, None)
             _keep_adjoints(tape, adj, swept.lo, root)
+            if adj == tape.spare_adj:
+                tape.adj_lo = swept.lo
+                tape.adj_root = root
         finally:
             tape._done_with_adjoints(adj)
 
@@ -507,6 +741,8 @@ cdef class Variable:
             self.grad = 0.0
             return
         tape = _owning_tape(self)
+        _check_not_sweeping(tape, "call zero_grad()")
+        tape.adj_root = -1
         root = self.index
         ac_mark_reachable(&tape.t, root, &reach)
         for k in range(reach.leaf_lo, reach.leaf_hi + 1):
@@ -686,6 +922,8 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
     cdef PyObject *owner = (<Variable>o).owner
     cdef PyObject *label = (<Variable>o).label
     if (<Variable>o).kind == K_NODE:
+        if (<Variable>o).index < (<Tape>owner).objmap_size:
+            (<Tape>owner).objmap[(<Variable>o).index] = NULL
         _unlink(<Tape>owner, <Variable>o)
         if (<Tape>owner).live == 0:
             (<Tape>owner)._reset()
@@ -713,6 +951,12 @@ cdef inline Variable _alloc_variable():
     v = <Variable>_spare[_nspare]      # the cast takes a second reference ...
     _decref(_spare[_nspare])           # ... so drop the one ac_revive gave
     return v
+
+
+_MICROGRAD_SYMBOLS = {
+    AC_ADD: "+", AC_ADDC: "+", AC_SUB: "-", AC_RSUBC: "-", AC_MUL: "*", AC_MULC: "*",
+    AC_DIV: "/", AC_DIVC: "/", AC_RDIVC: "/", AC_POW: "**", AC_RPOWC: "**", AC_RELU: "ReLU",
+}
 
 
 cdef double _real(object o, str what) except? -1.0:
@@ -1004,9 +1248,10 @@ cdef object _unary(int op, object arg):
     return _new_node(tape, ac_push(&tape.t, ac_pack(op, <uint64_t>ia, 0), y), y)
 
 
-cdef object _nary(int op, list items, int width, str where):
-    """One n-ary node over items: AC_SUM (width 1) or AC_DOT (width 2, pairs
-    interleaved x0, z0, x1, z1, ...)."""
+cdef object _nary(int op, list items, int width, str where, object fn=None, double given=0.0):
+    """One n-ary node over items: AC_SUM (width 1), AC_DOT (width 2, pairs
+    interleaved x0, z0, x1, z1, ...) or AC_CUSTOM (width 1: the inputs of
+    Function fn, whose forward gave the value `given`)."""
     cdef Py_ssize_t n = len(items), j
     cdef double y = 0.0, v
     cdef double *values = NULL
@@ -1041,13 +1286,19 @@ cdef object _nary(int op, list items, int width, str where):
                 values[j] = (<Variable>o).value
                 kinds[j] = (<Variable>o).kind
             any_grad |= kinds[j] != K_CONST
-        if width == 1:
+        if op == AC_CUSTOM:
+            y = given
+        elif width == 1:
             for j in range(n):
                 y += values[j]
         else:
             for j in range(0, n, 2):
                 y += values[j] * values[j + 1]
         if ts.anomaly and not isfinite(y):
+            if op == AC_CUSTOM:
+                shown = ", ".join([repr(values[j]) for j in range(n)])
+                raise FloatingPointError(
+                    f"detect_anomaly: {type(fn).__name__}.forward({shown}) produced {y!r}")
             _anomaly(op, y, ())
         if not any_grad or not ts.grad_enabled:
             return _new_constant(y)
@@ -1071,6 +1322,8 @@ cdef object _nary(int op, list items, int width, str where):
                 ref = <uint32_t>_operand(tape, items[j], kinds[j])
             tape.t.args[offset + 1 + j] = ref
         tape.t.nargs = offset + 1 + n
+        if op == AC_CUSTOM:
+            tape.functions[tape.t.size] = fn
         return _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
     finally:
         free(values)
@@ -1191,12 +1444,22 @@ cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node
             t.leaf_flags[k] &= ~AC_LEAF_MARK
     if not isfinite(seed):
         raise FloatingPointError(f"detect_anomaly: backward() was given the gradient {seed!r}")
-    found = ac_find_anomaly(t, adj, leaf_adj, root, seed)
+    t.sweeping = 1                  # the search runs Functions' backward again
+    try:
+        found = ac_find_anomaly(t, adj, leaf_adj, root, seed)
+    finally:
+        t.sweeping = 0
+    if found == -2:
+        tape._raise_sweep_error()
     if found < 0:
         raise FloatingPointError("detect_anomaly: backward() produced a non-finite gradient")
     code = t.code[found]
     op = ac_opcode(code)
-    if op == AC_SUM or op == AC_DOT:
+    if op == AC_CUSTOM:
+        raise FloatingPointError(
+            f"detect_anomaly: {type(tape.functions[found]).__name__}.backward() produced a "
+            f"non-finite gradient (its output was {t.val[found]!r})")
+    if ac_is_nary(op):
         inputs = ""
     elif op >= AC_ADD:
         inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {_ref_value(t, ac_operand_b(code))!r}"
@@ -1376,7 +1639,7 @@ def grad(output, inputs):
     root = out.index
     adj = tape._adjoints(root + 1 + tape.t.nleaves)
     try:
-        ac_sweep(&tape.t, adj, adj + root + 1, root, 1.0, 0, &swept)
+        tape._sweep(adj, root, 1.0, 0, &swept)
         if ac_this_thread().anomaly:
             _check_backward(tape, adj, &swept, root, 1.0)
         wanted = {}
@@ -1458,3 +1721,217 @@ def _set_compaction_floor(Py_ssize_t nodes):
 def _compact():
     """Tests only: compact this thread's tape now."""
     _thread_tape()._compact_and_reschedule(0, 0)
+
+
+# ---------------------------------------------------------------------------
+# graph introspection
+# ---------------------------------------------------------------------------
+
+cdef Tape _reach(Variable v, ac_sweep_result *reach):
+    """Mark what v depends on (the caller clears the marks), or None for a
+    leaf or constant."""
+    cdef Tape tape
+    if v.kind < K_NODE:
+        return None
+    tape = _owning_tape(v)
+    _check_not_sweeping(tape, "walk a graph")
+    ac_mark_reachable(&tape.t, v.index, reach)
+    return tape
+
+
+def leaves(v):
+    """The leaf Variables v depends on, each once, in order of first use.
+
+    Examples
+    --------
+    >>> import autograd_c as ag
+    >>> a, b, c = ag.Variable(1.0), ag.Variable(2.0), ag.Variable(3.0)
+    >>> [x.data for x in ag.leaves(a * b + a)]
+    [1.0, 2.0]
+    """
+    cdef Variable var
+    cdef Tape tape
+    cdef ac_sweep_result reach
+    cdef int64_t k
+    if not isinstance(v, Variable):
+        raise TypeError(f"leaves() takes a Variable, not {type(v).__name__}")
+    var = v
+    if var.kind == K_LEAF:
+        return [var]
+    tape = _reach(var, &reach)
+    if tape is None:
+        return []
+    found = {}
+    for k in range(reach.leaf_lo, reach.leaf_hi + 1):
+        if tape.t.leaf_flags[k] & AC_LEAF_MARK:
+            leaf = <object>tape.t.leaf_obj[k]
+            found.setdefault(id(leaf), leaf)     # a leaf re-used after .data = ... has two entries
+    ac_clear_marks(&tape.t, &reach, var.index)
+    return list(found.values())
+
+
+def graph_size(v):
+    """How many recorded operations v depends on, v included (0 for a leaf or constant).
+
+    Examples
+    --------
+    >>> import autograd_c as ag
+    >>> x = ag.Variable(2.0)
+    >>> ag.graph_size((x * x).exp() + 1)
+    3
+    """
+    cdef Variable var
+    cdef Tape tape
+    cdef ac_sweep_result reach
+    cdef ac_node i, count = 0
+    if not isinstance(v, Variable):
+        raise TypeError(f"graph_size() takes a Variable, not {type(v).__name__}")
+    var = v
+    tape = _reach(var, &reach)
+    if tape is None:
+        return 0
+    for i in range(reach.lo, var.index + 1):
+        count += ac_is_marked(&tape.t, i)
+    ac_clear_marks(&tape.t, &reach, var.index)
+    return count
+
+
+# ---------------------------------------------------------------------------
+# custom Functions (the Python class is autograd_c.Function)
+# ---------------------------------------------------------------------------
+
+def _input_values(tuple args, fn):
+    """The values of a Function's inputs, checking their types."""
+    cdef double x
+    values = []
+    for j, a in enumerate(args):
+        if type(a) is Variable:
+            values.append((<Variable>a).value)
+        elif _number(a, &x):
+            values.append(x)
+        else:
+            raise TypeError(
+                f"{type(fn).__name__}() takes Variables or real numbers, but input {j} is "
+                f"{type(a).__name__}")
+    return tuple(values)
+
+
+def _record_function(fn, tuple args, y):
+    """Record one AC_CUSTOM node: Function fn applied to args gave y."""
+    cdef double value
+    if not _number(y, &value):
+        raise TypeError(
+            f"{type(fn).__name__}.forward() must return a real number, not {type(y).__name__}")
+    return _nary(AC_CUSTOM, list(args), 1, type(fn).__name__ + "()", fn, value)
+
+
+# ---------------------------------------------------------------------------
+# nn kernel: a whole dense layer in one call
+# ---------------------------------------------------------------------------
+
+cdef int _activation_op(object activation) except -2:
+    if activation is None:
+        return -1
+    if activation == "relu":
+        return AC_RELU
+    if activation == "tanh":
+        return AC_TANH
+    if activation == "sigmoid":
+        return AC_SIGMOID
+    raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', not {activation!r}")
+
+
+def _dense(list rows, list biases, x, activation):
+    """act(b_j + w_j . x) for each row w_j of weights: one dot node (bias
+    included, summed as b + w0*x0 + w1*x1 + ...) and one activation node
+    per output.  Returns a list of Variables."""
+    cdef Py_ssize_t nout = len(rows), nin, j, k
+    cdef int act = _activation_op(activation)
+    cdef list xs = x if type(x) is list else list(x)
+    cdef list out = [], row
+    cdef list items
+    if len(biases) != nout:
+        raise ValueError(f"{nout} weight rows but {len(biases)} biases")
+    nin = len(xs)
+    for j in range(nout):
+        row = rows[j]
+        if len(row) != nin:
+            raise ValueError(f"a neuron with {len(row)} weights was given {nin} inputs")
+        items = [None] * (2 * nin + 2)
+        items[0] = biases[j]
+        items[1] = 1.0
+        for k in range(nin):
+            items[2 * k + 2] = row[k]
+            items[2 * k + 3] = xs[k]
+        y = _nary(AC_DOT, items, 2, "a layer")
+        out.append(y if act < 0 else _unary(act, y))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# optimiser kernels (the classes are in autograd_c.optim)
+# ---------------------------------------------------------------------------
+
+cdef inline double _leaf_grad(Variable v) noexcept:
+    if v.cache_tape != NULL:
+        return v.grad_value + v.cache_tape.leaf_grad[v.index]
+    return v.grad_value
+
+
+def _check_params(params, str where):
+    """params as a list of distinct leaf Variables."""
+    params = list(params)
+    if not params:
+        raise ValueError(f"{where} got an empty parameter list")
+    seen = set()
+    for j, p in enumerate(params):
+        if type(p) is not Variable or (<Variable>p).kind != K_LEAF:
+            what = type(p).__name__ if type(p) is not Variable else (
+                "a constant (requires_grad=False)" if (<Variable>p).kind == K_CONST
+                else "a recorded result, not a leaf")
+            raise TypeError(f"{where}: parameter {j} must be a leaf Variable, but it is {what}")
+        if id(p) in seen:
+            raise ValueError(f"{where}: parameter {j} appears more than once")
+        seen.add(id(p))
+    return params
+
+
+def _sgd_step(list params, double[::1] buf, double lr, double momentum, double weight_decay,
+              bint first):
+    """torch.optim.SGD's update (no dampening, no Nesterov) on leaf Variables."""
+    cdef Py_ssize_t j
+    cdef Variable v
+    cdef double g
+    _check_idle("step an optimiser")
+    for j in range(len(params)):
+        v = <Variable>params[j]
+        if v.kind != K_LEAF:
+            raise TypeError(f"parameter {j} is no longer a leaf that requires grad")
+        g = _leaf_grad(v)
+        if weight_decay != 0.0:
+            g = g + weight_decay * v.value
+        if momentum != 0.0:
+            buf[j] = g if first else momentum * buf[j] + g
+            g = buf[j]
+        _set_value(v, v.value + (-lr) * g)
+
+
+def _adam_step(list params, double[::1] m, double[::1] s, long step, double lr,
+               double beta1, double beta2, double eps, double weight_decay):
+    """torch.optim.Adam's update (no AMSGrad) at step number `step` (from 1)."""
+    cdef Py_ssize_t j
+    cdef Variable v
+    cdef double g, step_size, denom_scale
+    _check_idle("step an optimiser")
+    step_size = lr / (1.0 - pow(beta1, <double>step))
+    denom_scale = sqrt_c(1.0 - pow(beta2, <double>step))
+    for j in range(len(params)):
+        v = <Variable>params[j]
+        if v.kind != K_LEAF:
+            raise TypeError(f"parameter {j} is no longer a leaf that requires grad")
+        g = _leaf_grad(v)
+        if weight_decay != 0.0:
+            g = g + weight_decay * v.value
+        m[j] = m[j] + (1.0 - beta1) * (g - m[j])          # torch: exp_avg.lerp_(grad, 1 - beta1)
+        s[j] = s[j] * beta2 + (1.0 - beta2) * g * g
+        _set_value(v, v.value + (-step_size) * (m[j] / (sqrt_c(s[j]) / denom_scale + eps)))

@@ -122,6 +122,7 @@ static inline double ac_min_adjoint(double g, double mine, double other)
 enum ac_opcode {
     AC_SUM = 0,      /* n-ary: payload is an offset into the tape's operand lists */
     AC_DOT,          /* n-ary: pairs of operands, value = sum of products */
+    AC_CUSTOM,       /* n-ary: a user's Function; its value and adjoints come from Python */
     AC_UNARY_OPS(AC_ENUM_ENTRY)
     AC_CONST_OPS(AC_ENUM_ENTRY)
     AC_BINARY_OPS(AC_ENUM_ENTRY)
@@ -166,6 +167,7 @@ static inline const char *ac_op_name(int op)
     switch (op) {
     case AC_SUM: return "sum";
     case AC_DOT: return "dot";
+    case AC_CUSTOM: return "function";
 #define AC_CASE(OP, NAME, ...) case OP: return NAME;
     AC_UNARY_OPS(AC_CASE)
     AC_CONST_OPS(AC_CASE)

@@ -26,7 +26,7 @@ static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC
         if (op_ >= AC_FIRST_BINARY) {                                             \
             uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
             R = (uint32_t)ac_operand_b(w); BODY;                                  \
-        } else if (op_ > AC_DOT) {                                                \
+        } else if (op_ > AC_LAST_NARY) {                                          \
             uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
         } else {                                                                  \
             const uint32_t *refs_ = (t)->args + ac_offset(w);                     \
@@ -67,7 +67,13 @@ void ac_tape_free(ac_tape *t)
     free(t->leaf_version);
     free(t->leaf_grad);
     free(t->leaf_flags);
-    ac_tape_init(t);
+    {
+        ac_custom_hook hook = t->custom_backward;
+        void *ctx = t->custom_ctx;
+        ac_tape_init(t);
+        t->custom_backward = hook;
+        t->custom_ctx = ctx;
+    }
 }
 
 void ac_tape_clear(ac_tape *t)
@@ -234,6 +240,17 @@ size_t ac_tape_bytes(const ac_tape *t)
             if (!(refs[k] & AC_REF_CONST)) TOUCH(refs[k], g);                  \
         break;                                                                 \
     }                                                                          \
+    case AC_CUSTOM: {   /* the user's backward, only where gradient flows */   \
+        const uint32_t *refs = args + ac_offset(w);                            \
+        uint32_t k, m = refs[0];                                               \
+        const double *gin;                                                     \
+        if (g == 0.0) break;                                                   \
+        gin = t->custom_backward(t->custom_ctx, i, g);                         \
+        if (gin == NULL) goto failed;                                          \
+        for (k = 1; k <= m; ++k)                                               \
+            if (!(refs[k] & AC_REF_CONST)) TOUCH(refs[k], gin[k - 1]);         \
+        break;                                                                 \
+    }                                                                          \
     case AC_DOT: {   /* refs come in pairs (x_j, z_j); d/dx_j = z_j */         \
         const uint32_t *refs = args + ac_offset(w);                            \
         uint32_t k, m = refs[0];                                               \
@@ -373,6 +390,9 @@ static int ac_sweep_fast(ac_tape *t, double *adj, double *leaf_adj, ac_node root
 inexact:
     if (deliver) ac_undo_delivery(t, leaf_adj, lw.lo, lw.hi);
     return 0;
+failed:
+    if (deliver) ac_undo_delivery(t, leaf_adj, lw.lo, lw.hi);
+    return -1;
 }
 
 /* Exact sweep: only what is reachable from the output propagates, as in
@@ -402,8 +422,8 @@ inexact:
         }                                                                      \
     } while (0)
 
-static void ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-                           ac_sweep_result *res)
+static int ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+                          ac_sweep_result *res)
 {
     ac_code *code = t->code;
     const double *val = t->val, *consts = t->consts, *leaf_val = t->leaf_val;
@@ -431,6 +451,12 @@ static void ac_sweep_exact(ac_tape *t, double *adj, double *leaf_adj, ac_node ro
         AC_PROPAGATE(AC_MARKED_ADD)
     }
     res->lo = low;
+    return 0;
+failed:     /* leave no mark behind: nodes below i, and every leaf entry reached */
+    res->lo = low;
+    ac_clear_marks(t, res, i);
+    res->leaf_hi = -1;
+    return -1;
 }
 
 /* detect_anomaly's backward check: the exact sweep again, stopping at the
@@ -462,17 +488,21 @@ ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root,
         g = adj[i];
         AC_PROPAGATE(AC_ANOMALY_ADD)
     }
+    goto done;
+failed:
+    found = -2;
 done:
     marks.lo = low;
     ac_clear_marks(t, &marks, root);
     return found;
 }
 
-void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
-              int deliver, ac_sweep_result *r)
+int ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+             int deliver, ac_sweep_result *r)
 {
-    if (!ac_sweep_fast(t, adj, leaf_adj, root, seed, deliver, r))
-        ac_sweep_exact(t, adj, leaf_adj, root, seed, r);
+    int fast = ac_sweep_fast(t, adj, leaf_adj, root, seed, deliver, r);
+    if (fast != 0) return fast > 0 ? 0 : -1;
+    return ac_sweep_exact(t, adj, leaf_adj, root, seed, r);
 }
 
 void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r)
@@ -559,7 +589,7 @@ static ac_node ac_propagate_marks(ac_tape *t, uint64_t *keep, int64_t *const_ref
         });
         if (ac_uses_const(op)) {
             *const_refs += 1;
-        } else if (op == AC_SUM || op == AC_DOT) {
+        } else if (ac_is_nary(op)) {
             const uint32_t *refs = t->args + ac_offset(c);
             uint32_t k;
             for (k = 1; k <= refs[0]; ++k) *const_refs += (refs[k] & AC_REF_CONST) != 0;
@@ -650,7 +680,7 @@ void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
         if (!ac_bit(cp->keep, i)) continue;
         w = code[i];
         op = ac_opcode(w);
-        if (op == AC_SUM || op == AC_DOT) {
+        if (ac_is_nary(op)) {
             const uint32_t *refs = t->args + ac_offset(w);
             uint32_t *dst = t->args + new_nargs, k, m = refs[0];
             dst[0] = m;    /* dst <= refs: copying upward never overwrites an unread ref */

@@ -66,6 +66,15 @@ static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
 #define AC_CONST_CACHE_BITS 8
 #define AC_CONST_CACHE      (1 << AC_CONST_CACHE_BITS)
 
+/* AC_CUSTOM nodes keep their adjoint rule in Python (a user's Function).
+ * The sweep asks this hook for node i's contributions to its operand list
+ * given the node's adjoint g: one double per reference, constants included.
+ * NULL means the hook failed (the caller keeps the error); the sweep stops. */
+typedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g);
+
+#define AC_LAST_NARY AC_CUSTOM    /* opcodes up to this one keep operand lists in args */
+static inline int ac_is_nary(int op) { return op <= AC_LAST_NARY; }
+
 typedef struct ac_tape {
     ac_code *code;            /* [capacity] opcode and operands of each node */
     double *val;              /* [capacity] forward value of each node */
@@ -94,12 +103,16 @@ typedef struct ac_tape {
     uint8_t *leaf_flags;
     int64_t nleaves, leaves_capacity;
     int64_t ndetached;        /* entries that are not their leaf's current one */
+
+    ac_custom_hook custom_backward;   /* set by the owner when it records AC_CUSTOM nodes */
+    void *custom_ctx;
+    int sweeping;             /* a sweep is calling the hook: nothing may change the tape */
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
  * index space) runs out; they never free what is already recorded. */
 void ac_tape_init(ac_tape *t);
-void ac_tape_free(ac_tape *t);
+void ac_tape_free(ac_tape *t);             /* frees the arrays; keeps the hook */
 void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
 void ac_tape_trim(ac_tape *t);             /* give back capacity far above what is held */
 int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
@@ -157,20 +170,24 @@ typedef struct ac_sweep_result {
  * them (in exact mode, unreached leaf entries are the unmarked ones and
  * their leaf_adj is undefined).  PyTorch's semantics: only what is reachable
  * from the output propagates, so an unrelated graph sharing the tape never
- * leaks a nan in.  Pure C: no allocation, cannot fail.  adj must hold
- * root + 1 doubles, leaf_adj t->nleaves.
+ * leaks a nan in.  Pure C, no allocation.  adj must hold root + 1
+ * doubles, leaf_adj t->nleaves.
  *
  * With deliver != 0 the fast sweep adds leaf contributions straight into
  * leaf_grad (saving the values it had in leaf_adj) and sets r->delivered;
- * the exact sweep never does. */
-void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+ * the exact sweep never does.
+ *
+ * AC_CUSTOM nodes call t->custom_backward, only for a nonzero adjoint (so
+ * a user's backward runs only where gradient flows).  If it fails, the
+ * sweep returns -1 with every leaf_grad and mark as before; else 0. */
+int ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
               int deliver, ac_sweep_result *r);
 /* Put back the leaf_grad values a delivering sweep saved, entries lo..hi. */
 void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi);
 
 /* For detect_anomaly: the first node, in sweep order, whose finite adjoint
- * gives one of its operands an inf or nan contribution; -1 if none.  Uses
- * the buffers as scratch; leaves no marks. */
+ * gives one of its operands an inf or nan contribution; -1 if none, -2 if
+ * the custom hook failed.  Uses the buffers as scratch; leaves no marks. */
 ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed);
 
 /* Mark every node and leaf entry reachable from node `root`, without

@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 cdef extern from "ops.h" nogil:
     cdef enum:
-        AC_SUM, AC_DOT
+        AC_SUM, AC_DOT, AC_CUSTOM     # n-ary: operand lists in args
         # one node operand
         AC_NEG, AC_ABS, AC_EXP, AC_LOG, AC_LOG1P, AC_EXPM1, AC_SQRT, AC_SIN, AC_COS
         AC_TAN, AC_ATAN, AC_TANH, AC_SIGMOID, AC_RELU, AC_SOFTPLUS, AC_ERF
@@ -18,8 +18,12 @@ cdef extern from "ops.h" nogil:
     double ac_binary_value(int op, double x, double z)
     const char *ac_op_name(int op)
 
-cdef extern from "tape.h" nogil:
+cdef extern from "tape.h":
     ctypedef int64_t ac_node          # node index = creation order = topological order
+    # called by the sweep with the GIL held (so not nogil): runs a Function's backward
+    ctypedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g) noexcept
+
+cdef extern from "tape.h" nogil:
     ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
 
     ac_code AC_MARK
@@ -46,6 +50,9 @@ cdef extern from "tape.h" nogil:
         uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
         int64_t nleaves
         int64_t ndetached             # entries not current for their leaf
+        ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
+        void *custom_ctx
+        int sweeping                  # the hook is running: the tape must not change
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached
@@ -55,11 +62,14 @@ cdef extern from "tape.h" nogil:
         int delivered                 # leaf gradients went into leaf_grad; leaf_adj saved the old ones
 
     ctypedef struct ac_compactor:
+        uint64_t *keep                # bit i: node i survives
         ac_node kept
 
     ac_code ac_pack(int op, uint64_t a, uint64_t b)
     ac_code ac_pack_offset(int op, uint64_t offset)
     int ac_opcode(ac_code c)
+    bint ac_is_nary(int op)
+    uint64_t ac_offset(ac_code c)
 
     void ac_tape_init(ac_tape *t)
     void ac_tape_free(ac_tape *t)
@@ -74,7 +84,7 @@ cdef extern from "tape.h" nogil:
 
     bint ac_is_marked(const ac_tape *t, ac_node i)
     void ac_set_mark(ac_tape *t, ac_node i)
-    void ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
+    int ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
                   int deliver, ac_sweep_result *r)
     void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi)
     ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed)
