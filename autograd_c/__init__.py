@@ -48,24 +48,29 @@ from ._core import (
     tape_stats,
 )
 from . import optim
+from .checking import GradcheckError, gradcheck, numerical_grad
 from .function import Function
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
+from .viz import draw, to_dot
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Function",
+    "GradcheckError",
     "Variable",
     "abs",
     "atan",
     "cos",
     "detect_anomaly",
     "dot",
+    "draw",
     "enable_grad",
     "erf",
     "exp",
     "expm1",
     "grad",
+    "gradcheck",
     "graph_size",
     "is_grad_enabled",
     "leaves",
@@ -74,6 +79,7 @@ __all__ = [
     "maximum",
     "minimum",
     "no_grad",
+    "numerical_grad",
     "optim",
     "relu",
     "set_grad_enabled",
@@ -85,4 +91,5 @@ __all__ = [
     "tan",
     "tanh",
     "tape_stats",
+    "to_dot",
 ]

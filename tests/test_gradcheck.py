@@ -1,6 +1,6 @@
-"""autograd_c.gradcheck: numerical_grad() and gradcheck() (issue 3, part 5).
+"""autograd_c.checking: numerical_grad() and gradcheck() (issue 3, part 5).
 
-Imported from the module (``from autograd_c.gradcheck import ...``) so the
+Imported from the module (``from autograd_c.checking import ...``) so the
 tests run before and after the names are exported from the package; the
 export itself and the Function-based cases (a custom backward written wrong)
 are in test_gradcheck_functions.py.
@@ -16,7 +16,7 @@ import pytest
 
 import autograd_c as ag
 from autograd_c import Variable
-from autograd_c.gradcheck import GradcheckError, gradcheck, numerical_grad
+from autograd_c.checking import GradcheckError, gradcheck, numerical_grad
 
 from helpers import in_fresh_thread
 

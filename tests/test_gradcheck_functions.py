@@ -67,13 +67,13 @@ def test_exported_from_the_package():
     for name in ("gradcheck", "numerical_grad", "GradcheckError"):
         assert name in ag.__all__
     # the submodule stays importable by name even though ag.gradcheck is the function
-    from autograd_c.gradcheck import GradcheckError, gradcheck, numerical_grad
+    from autograd_c.checking import GradcheckError, gradcheck, numerical_grad
     assert (gradcheck, numerical_grad, GradcheckError) == (
         ag.gradcheck, ag.numerical_grad, ag.GradcheckError)
 
 
 def test_docstring_examples_run():
-    module = sys.modules["autograd_c.gradcheck"]
+    module = sys.modules["autograd_c.checking"]
     failures, tried = doctest.testmod(module, verbose=False)
     assert tried >= 6 and failures == 0
 
