@@ -30,7 +30,7 @@ Layer of [LinearNeuron(16)]
 """
 import random
 
-from . import _core  # noqa: F401  (Layer._forward's whole-layer kernel, see there)
+from . import _core
 from . import dot
 from .engine import Value
 
@@ -200,14 +200,15 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def _forward(self, x):
-        """The outputs of all neurons for the input list x, as a list.
-
-        Whole-layer kernel swap point: with ``_core._dense`` this body becomes
-        ``return _core._dense([n.w for n in self.neurons], [n.b for n in self.neurons], x,
-        self.neurons[0].activation)`` (valid while every neuron shares one activation,
-        as Layer's constructor makes them; nothing else in this module depends on it).
-        """
-        return [n(x) for n in self.neurons]
+        """The outputs of all neurons for the input list x: one call into C
+        (``_core._dense``) when the neurons share an activation, as the
+        constructor makes them."""
+        neurons = self.neurons
+        activation = neurons[0]._activation
+        for n in neurons:
+            if n._activation != activation:
+                return [n(x) for n in neurons]
+        return _core._dense([n.w for n in neurons], [n.b for n in neurons], x, activation)
 
     def parameters(self):
         """Every neuron's parameters, neuron by neuron (weights then bias)."""

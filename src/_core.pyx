@@ -955,7 +955,7 @@ cdef inline Variable _alloc_variable():
 
 _MICROGRAD_SYMBOLS = {
     AC_ADD: "+", AC_ADDC: "+", AC_SUB: "-", AC_RSUBC: "-", AC_MUL: "*", AC_MULC: "*",
-    AC_DIV: "/", AC_DIVC: "/", AC_RDIVC: "/", AC_POW: "**", AC_RPOWC: "**", AC_RELU: "ReLU",
+    AC_DIV: "/", AC_DIVC: "/", AC_RDIVC: "/", AC_RELU: "ReLU",
 }
 
 
