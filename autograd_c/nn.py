@@ -196,7 +196,7 @@ class Layer(Module):
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x):
-        out = self._forward(list(x))
+        out = self._forward(x)
         return out[0] if len(out) == 1 else out
 
     def _forward(self, x):
