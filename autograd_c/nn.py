@@ -207,6 +207,7 @@ class Layer(Module):
         activation = neurons[0]._activation
         for n in neurons:
             if n._activation != activation:
+                x = list(x)
                 return [n(x) for n in neurons]
         return _core._dense([n.w for n in neurons], [n.b for n in neurons], x, activation)
 
