@@ -6,6 +6,8 @@ The node lives on the tape like any other operation.  Only during
 nodes, and only where gradient flows (an incoming gradient of exactly 0
 skips the call).
 """
+import threading
+
 from . import _core
 
 __all__ = ["Function"]
@@ -46,8 +48,31 @@ class Function:
     5.436564
     """
 
-    inputs = ()
-    output = None
+    # inputs and output are per thread: one instance may be in use in
+    # several threads' backward passes at once.
+    @property
+    def inputs(self):
+        """The input values (floats) of the call being computed or differentiated."""
+        return getattr(self._per_thread(), "inputs", ())
+
+    @inputs.setter
+    def inputs(self, values):
+        self._per_thread().inputs = values
+
+    @property
+    def output(self):
+        """The output value (a float) of the call being differentiated."""
+        return getattr(self._per_thread(), "output", None)
+
+    @output.setter
+    def output(self, value):
+        self._per_thread().output = value
+
+    def _per_thread(self):
+        state = self.__dict__.get("_autograd_c_state")
+        if state is None:
+            state = self.__dict__.setdefault("_autograd_c_state", threading.local())
+        return state
 
     def __call__(self, *inputs):
         """Apply the function: a Variable (a constant one if no input

@@ -10,6 +10,7 @@
 >>> round(w.data, 6)
 1.536
 """
+import numbers
 from array import array
 
 from . import _core
@@ -18,10 +19,9 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 
 
 def _number(value, what):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a real number, not {type(value).__name__}") from None
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a real number, not {type(value).__name__}")
+    return float(value)
 
 
 class Optimizer:
@@ -91,6 +91,6 @@ class Adam(Optimizer):
 
     def step(self):
         """One update of every parameter."""
-        self._steps += 1
-        _core._adam_step(self.params, self._m, self._v, self._steps, self.lr, self.betas[0],
+        _core._adam_step(self.params, self._m, self._v, self._steps + 1, self.lr, self.betas[0],
                          self.betas[1], self.eps, self.weight_decay)
+        self._steps += 1

@@ -73,9 +73,10 @@ cdef class Tape:
     cdef double *fn_grads         # a Function's gradients, handed to the sweep
     cdef Py_ssize_t fn_grads_size
     cdef object sweep_error       # the exception a Function's backward raised mid-sweep
+    cdef dict fn_results          # node -> gradients its Function's backward gave in this pass
     cdef PyObject **objmap        # node -> its live Variable (borrowed) or NULL; for _prev
     cdef ac_node objmap_size      # nodes objmap covers; NULL objmap: not built
-    cdef dict const_objs          # constant-pool index -> a constant Variable, for _prev
+    cdef dict const_objs          # (node, operand position) -> a constant Variable, for _prev
     cdef ac_node adj_lo, adj_root # spare_adj[adj_lo..adj_root] holds the latest backward()'s
                                   # adjoints (adj_root -1: it does not), for _node_object
 
@@ -118,11 +119,14 @@ cdef class Tape:
         self._release_leaves()
         ac_tape_clear(&self.t)
         self._drop_objmap()
-        if self.functions:
-            self.functions = {}
         self.compact_at = _compaction_floor
         self.args_compact_at = _compaction_floor
         self.limit = 0
+        # last: dropping these may run finalizers, which may record on this tape
+        if self.const_objs:
+            self.const_objs = {}
+        if self.functions:
+            self.functions = {}
 
     cdef int _compact_and_reschedule(self, ac_node nodes, int64_t args) except -1:
         """Compact, then schedule the next compaction at twice what survived."""
@@ -256,9 +260,13 @@ cdef class Tape:
         for k in range(kept_leaves):
             t.ndetached += not t.leaf_flags[k] & AC_LEAF_CURRENT
         ac_compact_finish(t, &cp, leaf_remap)
-        if self.functions:
-            self.functions = {ac_rank(&cp, i): fn for i, fn in self.functions.items()
-                              if ac_bit(cp.keep, i)}
+        # The old dicts are dropped only when this method returns: dropping a
+        # Function may run a finalizer, which may record on this tape.
+        old_functions, old_consts = self.functions, self.const_objs
+        self.functions = {ac_rank(&cp, i): fn for i, fn in old_functions.items()
+                          if ac_bit(cp.keep, i)}
+        self.const_objs = {(ac_rank(&cp, key[0]), key[1]): c for key, c in old_consts.items()
+                           if ac_bit(cp.keep, key[0])}
 
         p = self.live_head
         while p != NULL:
@@ -268,6 +276,7 @@ cdef class Tape:
         ac_compact_free(&cp)
         free(leaf_remap)
         ac_tape_trim(t)
+        self.limit = 0              # capacity may have shrunk; the caller reschedules
         self.compactions += 1
         for k in range(ndropped):
             Py_DECREF(<object>dropped[k])
@@ -280,18 +289,27 @@ cdef class Tape:
                     ac_sweep_result *swept) except -1:
         """ac_sweep, with the tape frozen while a Function's backward runs."""
         cdef int rc
-        _check_not_sweeping(self, "call backward()")
         self.adj_root = -1
-        self.t.sweeping = 1
-        self.limit = 0               # every recording attempt reaches _make_room, which refuses
+        # A Function's backward runs once per pass, even when the exact sweep
+        # redoes the fast one or detect_anomaly searches again: results are kept.
+        self.fn_results = {} if self.functions else None
+        self._freeze()
         try:
             rc = ac_sweep(&self.t, adj, adj + root + 1, root, seed, deliver, swept)
         finally:
-            self.t.sweeping = 0
-            self.limit = min(self.t.capacity, self.compact_at)
+            self._thaw()
         if rc < 0:
             self._raise_sweep_error()
         return 0
+
+    cdef void _freeze(self) noexcept:
+        """While a Function's backward may run: refuse changes to this tape."""
+        self.t.sweeping = 1
+        self.limit = 0               # every recording attempt reaches _make_room, which refuses
+
+    cdef void _thaw(self) noexcept:
+        self.t.sweeping = 0
+        self.limit = min(self.t.capacity, self.compact_at)
 
     cdef int _raise_sweep_error(self) except -1:
         err = self.sweep_error
@@ -304,17 +322,24 @@ cdef class Tape:
         cdef const uint32_t *refs = t.args + ac_offset(t.code[i])
         cdef uint32_t k, m = refs[0]
         cdef double *p
-        fn = self.functions[i]
-        fn.inputs = tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)])
-        fn.output = t.val[i]
-        result = fn.backward(g)
         if m > self.fn_grads_size:
             p = <double *>realloc(self.fn_grads, m * sizeof(double))
             if p == NULL:
                 raise MemoryError()
             self.fn_grads = p
             self.fn_grads_size = m
+        kept = None if self.fn_results is None else self.fn_results.get(i)
+        if kept is not None:
+            for k in range(m):
+                self.fn_grads[k] = kept[k]
+            return self.fn_grads
+        fn = self.functions[i]
+        fn.inputs = tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)])
+        fn.output = t.val[i]
+        result = fn.backward(g)
         _function_grads(fn, result, m, self.fn_grads)
+        if self.fn_results is not None:
+            self.fn_results[i] = tuple([self.fn_grads[k] for k in range(m)])
         return self.fn_grads
 
     # -- node objects, for _prev -------------------------------------------
@@ -324,8 +349,6 @@ cdef class Tape:
         self.objmap = NULL
         self.objmap_size = 0
         self.adj_root = -1            # the adjoints are indexed by node too
-        if self.const_objs:
-            self.const_objs = {}
 
     cdef object _node_object(self, ac_node i):
         """The Variable of node i: the live one, or a new one if none is alive.
@@ -351,16 +374,19 @@ cdef class Tape:
         self.objmap[i] = <PyObject *>v
         return v
 
-    cdef object _const_object(self, int64_t k):
-        v = self.const_objs.get(k)
+    cdef object _const_object(self, double c, ac_node node, int position):
+        """A constant Variable for one use of a constant (as micrograd makes
+        one Value per use), the same object each time that use is asked for."""
+        key = (node, position)
+        v = self.const_objs.get(key)
         if v is None:
-            v = _new_constant(self.t.consts[k])
-            self.const_objs[k] = v
+            v = _new_constant(c)
+            self.const_objs[key] = v
         return v
 
-    cdef object _ref_object(self, uint32_t ref):
+    cdef object _ref_object(self, uint32_t ref, ac_node node, int position):
         if ref & AC_REF_CONST:
-            return self._const_object(ref & ~AC_REF_CONST)
+            return self._const_object(self.t.consts[ref & ~AC_REF_CONST], node, position)
         if ref & AC_LEAF_REF:
             return <object>self.t.leaf_obj[ref & ~AC_LEAF_REF]
         return self._node_object(ref)
@@ -372,6 +398,21 @@ cdef inline int _check_not_sweeping(Tape tape, str what) except -1:
             f"cannot {what} inside a Function's backward(): it runs during a backward pass "
             "over this thread's tape, which must not change until the pass ends "
             "(higher-order gradients are not supported)")
+    return 0
+
+
+cdef int _check_settable(Variable v, str what) except -1:
+    """Refuse what would change a leaf (or this thread's tape) while a
+    backward pass that may use it is calling a Function's backward()."""
+    _check_idle(what)
+    return _check_leaf_settable(v, what)
+
+
+cdef int _check_leaf_settable(Variable v, str what) except -1:
+    if v.cache_tape != NULL and v.cache_tape.sweeping:
+        raise RuntimeError(
+            f"cannot {what} on this leaf now: a backward pass over a graph that uses it is "
+            "running a Function's backward() (in another thread); wait for it to finish")
     return 0
 
 
@@ -411,6 +452,8 @@ cdef int _function_grads(object fn, object result, uint32_t m, double *out) exce
     name = type(fn).__name__
     if type(result) is not tuple and type(result) is not list:
         if m != 1:
+            if result is None or type(result) is Variable or _number(result, &out[0]):
+                raise ValueError(f"{name}.backward() returned 1 gradient for {m} inputs")
             raise TypeError(
                 f"{name}.backward() must return a tuple of {m} gradients (one per input), "
                 f"not {type(result).__name__}")
@@ -521,7 +564,9 @@ cdef class Variable:
                 "Variable(data) takes a number, not a Variable; use v.detach() for a constant "
                 "copy or Variable(v.data) for a new leaf")
         _check_label(name)
-        _set_value(self, _real(data, "Variable data"))
+        x = _real(data, "Variable data")
+        _check_leaf_settable(self, "re-initialise a Variable")
+        _set_value(self, x)
         self.kind = K_LEAF if requires_grad else K_CONST
         _set_label(self, name)
 
@@ -538,7 +583,7 @@ cdef class Variable:
             raise AttributeError(
                 "data of a recorded (non-leaf) Variable cannot be set; "
                 "set the leaves it came from and record the expression again")
-        _check_idle("assign .data")
+        _check_settable(self, "assign .data")
         _set_value(self, _real(value, "Variable data"))
 
     @property
@@ -563,7 +608,7 @@ cdef class Variable:
 
     @grad.setter
     def grad(self, value):
-        _check_idle("assign .grad")
+        _check_settable(self, "assign .grad")
         _set_leaf_grad(self, 0.0 if value is None else _real(value, "grad"))
 
     @property
@@ -577,7 +622,7 @@ cdef class Variable:
             raise RuntimeError(
                 "requires_grad can only be changed on leaves; "
                 "use v.detach() for a constant copy of a recorded Variable")
-        _check_idle("change requires_grad")
+        _check_settable(self, "change requires_grad")
         _detach(self)
         self.kind = K_LEAF if flag else K_CONST
 
@@ -622,12 +667,12 @@ cdef class Variable:
         op = ac_opcode(w)
         if ac_is_nary(op):
             refs = tape.t.args + ac_offset(w)
-            return {tape._ref_object(refs[k]) for k in range(1, refs[0] + 1)}
-        prev = {tape._ref_object(<uint32_t>ac_operand_a(w))}
+            return {tape._ref_object(refs[k], self.index, k) for k in range(1, refs[0] + 1)}
+        prev = {tape._ref_object(<uint32_t>ac_operand_a(w), self.index, 1)}
         if op >= AC_ADD:
-            prev.add(tape._ref_object(<uint32_t>ac_operand_b(w)))
-        elif op >= AC_ADDC:
-            prev.add(tape._const_object(ac_operand_b(w)))
+            prev.add(tape._ref_object(<uint32_t>ac_operand_b(w), self.index, 2))
+        elif op >= AC_ADDC and op != AC_POWC:     # micrograd: x**c has x alone as child, c in _op
+            prev.add(tape._const_object(tape.t.consts[ac_operand_b(w)], self.index, 2))
         return prev
 
     @property
@@ -644,7 +689,7 @@ cdef class Variable:
         op = ac_opcode(w)
         if op == AC_POWC:
             c = tape.t.consts[ac_operand_b(w)]
-            return f"**{int(c) if c == c and c.is_integer() else c}"
+            return f"**{int(c) if c.is_integer() and -1e16 < c < 1e16 else c}"
         symbol = _MICROGRAD_SYMBOLS.get(op)
         return self.op if symbol is None else symbol
 
@@ -707,6 +752,7 @@ cdef class Variable:
         cdef ac_node root
         cdef double *adj
         cdef ac_sweep_result swept
+        _check_settable(self, "call backward()")      # before any buffer is touched
         if self.kind == K_CONST:
             raise RuntimeError(
                 "backward() on a Variable that does not require grad: it is a constant "
@@ -728,6 +774,7 @@ cdef class Variable:
                 tape.adj_lo = swept.lo
                 tape.adj_root = root
         finally:
+            tape.fn_results = None
             tape._done_with_adjoints(adj)
 
     def zero_grad(self):
@@ -1444,11 +1491,11 @@ cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node
             t.leaf_flags[k] &= ~AC_LEAF_MARK
     if not isfinite(seed):
         raise FloatingPointError(f"detect_anomaly: backward() was given the gradient {seed!r}")
-    t.sweeping = 1                  # the search runs Functions' backward again
+    tape._freeze()                  # the search meets Functions again (their results are kept)
     try:
         found = ac_find_anomaly(t, adj, leaf_adj, root, seed)
     finally:
-        t.sweeping = 0
+        tape._thaw()
     if found == -2:
         tape._raise_sweep_error()
     if found < 0:
@@ -1630,6 +1677,7 @@ def grad(output, inputs):
         if not isinstance(x, Variable):
             raise TypeError(f"grad() inputs must be Variables, but input {j} is {type(x).__name__}")
     out = output
+    _check_idle("call grad()")                     # before any buffer is touched
     result = [0.0] * len(inputs)
     if out.kind == K_CONST:
         raise RuntimeError("grad() of a Variable that does not require grad (a constant)")
@@ -1656,6 +1704,7 @@ def grad(output, inputs):
             if v.kind == K_LEAF and wanted[id(v)] != j:
                 result[j] = result[wanted[id(v)]]
     finally:
+        tape.fn_results = None
         tape._done_with_adjoints(adj)
     return result
 
@@ -1910,7 +1959,7 @@ def _dense(list rows, list biases, x, activation):
         if not record or not ts.grad_enabled:
             for j in range(nout):
                 row = rows[j]
-                y = 0.0 + (<Variable>biases[j]).value * 1.0
+                y = (<Variable>biases[j]).value
                 for k in range(nin):
                     y += (<Variable>row[k]).value * xv[k]
                 out[j] = _new_constant(y if act < 0 else ac_unary_value(act, y))
@@ -1946,7 +1995,7 @@ def _dense(list rows, list biases, x, activation):
             args[offset] = <uint32_t>width
             args[offset + 1] = _ref_of(tape, w)
             args[offset + 2] = one
-            y = 0.0 + w.value * 1.0        # the generic dot's order: b*1, then each w*x
+            y = w.value                    # b, then each w*x: micrograd's order
             for k in range(nin):
                 w = <Variable>row[k]
                 args[offset + 3 + 2 * k] = _ref_of(tape, w)
@@ -2000,17 +2049,28 @@ def _check_params(params, str where):
     return params
 
 
+cdef int _check_step(list params) except -1:
+    """Every parameter can be updated: checked before any is, so a failed
+    step changes nothing."""
+    cdef Py_ssize_t j
+    for j in range(len(params)):
+        if (<Variable>params[j]).kind != K_LEAF:
+            raise TypeError(
+                f"parameter {j} no longer requires grad (requires_grad was set to False); "
+                "an optimiser updates leaves that require grad")
+        _check_settable(<Variable>params[j], "step an optimiser")
+    return 0
+
+
 def _sgd_step(list params, double[::1] buf, double lr, double momentum, double weight_decay,
               bint first):
     """torch.optim.SGD's update (no dampening, no Nesterov) on leaf Variables."""
     cdef Py_ssize_t j
     cdef Variable v
     cdef double g
-    _check_idle("step an optimiser")
+    _check_step(params)
     for j in range(len(params)):
         v = <Variable>params[j]
-        if v.kind != K_LEAF:
-            raise TypeError(f"parameter {j} is no longer a leaf that requires grad")
         g = _leaf_grad(v)
         if weight_decay != 0.0:
             g = g + weight_decay * v.value
@@ -2026,13 +2086,11 @@ def _adam_step(list params, double[::1] m, double[::1] s, long step, double lr,
     cdef Py_ssize_t j
     cdef Variable v
     cdef double g, step_size, denom_scale
-    _check_idle("step an optimiser")
+    _check_step(params)
     step_size = lr / (1.0 - pow(beta1, <double>step))
     denom_scale = sqrt_c(1.0 - pow(beta2, <double>step))
     for j in range(len(params)):
         v = <Variable>params[j]
-        if v.kind != K_LEAF:
-            raise TypeError(f"parameter {j} is no longer a leaf that requires grad")
         g = _leaf_grad(v)
         if weight_decay != 0.0:
             g = g + weight_decay * v.value

@@ -244,7 +244,11 @@ size_t ac_tape_bytes(const ac_tape *t)
         const uint32_t *refs = args + ac_offset(w);                            \
         uint32_t k, m = refs[0];                                               \
         const double *gin;                                                     \
-        if (g == 0.0) break;                                                   \
+        if (g == 0.0) {     /* no call; zeros still reach the operands */      \
+            for (k = 1; k <= m; ++k)                                           \
+                if (!(refs[k] & AC_REF_CONST)) TOUCH(refs[k], 0.0);            \
+            break;                                                             \
+        }                                                                      \
         gin = t->custom_backward(t->custom_ctx, i, g);                         \
         if (gin == NULL) goto failed;                                          \
         for (k = 1; k <= m; ++k)                                               \

@@ -61,8 +61,6 @@ def test_values_where_order_matters():
     assert out2.data == ((0.05 + 0.1 * 0.7) + 0.2 * 0.11) + 0.3 * 0.13
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (cosmetic): the dot starts from +0.0, so an "
-                   "all-(-0.0) sum gives +0.0 where b + w0*x0 + ... gives -0.0")
 def test_negative_zero_bias_sum():
     (out,) = _core._dense([[ag.Variable(-0.0)]], [ag.Variable(-0.0)], [1.0], None)
     assert math.copysign(1.0, out.data) == math.copysign(1.0, -0.0 + (-0.0) * 1.0)

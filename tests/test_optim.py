@@ -340,9 +340,6 @@ def test_bad_hyperparameters(make, exc):
         make([ag.Variable(1.0)])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: optimiser hyperparameters go through float(), so "
-                   "numeric strings (and bytes) are accepted although the error message says "
-                   "they must be real numbers")
 @pytest.mark.parametrize("make", [
     lambda ps: SGD(ps, lr="0.1"),
     lambda ps: SGD(ps, lr=0.1, momentum="0.9"),
@@ -374,9 +371,6 @@ def test_parameter_made_constant_after_construction(cls):
         opt.step()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a step that raises (a parameter no longer a leaf "
-                   "that requires grad) has already updated the parameters before it "
-                   "(and Adam counted the step)")
 @pytest.mark.parametrize("cls", [SGD, Adam])
 def test_failed_step_changes_nothing(cls):
     a, b = ag.Variable(1.0), ag.Variable(2.0)
