@@ -2,9 +2,12 @@
 
     python benchmarks/bench_core.py            # full sizes (about a minute)
     python benchmarks/bench_core.py --quick    # smaller graphs, fewer rounds
-    python benchmarks/bench_core.py --peers    # also micrograd, PyTorch, XAD (benchmarks/peers.py)
 
-Workloads (the same code runs on plain floats, the baseline, and on Variables):
+The peers (micrograd, PyTorch, XAD, CasADi, JAX) are compared by
+benchmarks/compare.py; the pytest-benchmark suites are benchmarks/test_bench_*.py.
+
+Workloads (benchmarks/workloads.py; the same code runs on plain floats, the
+baseline, and on Variables):
   chain  y = y*0.9999 + x*0.0001, 200,000 times: 600,000 recorded ops
   wide   sum(a*b for a, b in zip(A, B)) over 200,000 pairs: 400,000 recorded ops
 
@@ -31,15 +34,8 @@ import time
 import autograd_c as ag
 from autograd_c import Variable
 
-
-def chain(x, y, n):
-    for _ in range(n):
-        y = y * 0.9999 + x * 0.0001
-    return y
-
-
-def wide(A, B):
-    return sum(a * b for a, b in zip(A, B))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workloads import X0, Y0, chain, make_workload, rss_bytes as _rss_bytes, wide  # noqa: E402
 
 
 def _timed(fn, *args):
@@ -78,14 +74,9 @@ def measure(name, float_args, var_args_factory, fn, rounds):
     }
 
 
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def memory_probe(iterations):
     """Runs in a fresh interpreter: RSS growth per node of a long chain."""
-    x, y = Variable(0.5), Variable(1.0)
+    x, y = Variable(X0), Variable(Y0)
     y = y * 1.0  # create the tape before the baseline reading
     gc.collect()
     before = _rss_bytes()
@@ -106,8 +97,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller graphs and fewer rounds")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--peers", action="store_true",
-                        help="also run the same workloads on the installed peers (see peers.py)")
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -117,13 +106,10 @@ def main(argv=None):
 
     n = 20_000 if args.quick else 200_000
     rounds = 3 if args.quick else 9
-    import random
-
-    rng = random.Random(0)
-    A = [rng.random() for _ in range(n)]
-    B = [rng.random() for _ in range(n)]
+    w = make_workload("wide", n)
+    A, B = w.A, w.B
     results = [
-        measure("chain", (0.5, 1.0, n), lambda: (Variable(0.5), Variable(1.0), n), chain, rounds),
+        measure("chain", (X0, Y0, n), lambda: (Variable(X0), Variable(Y0), n), chain, rounds),
         measure("wide", (A, B), lambda: ([Variable(a) for a in A], [Variable(b) for b in B]), wide, rounds),
     ]
     probe = subprocess.run(
@@ -147,12 +133,6 @@ def main(argv=None):
     print(f"memory, {memory['nodes']:,}-node chain: {memory['bytes_per_node_recorded']:.1f} bytes/node "
           f"recorded, {memory['bytes_per_node_after_backward']:.1f} after backward() "
           f"(tape's own count: {memory['tape_bytes_per_node']:.1f} bytes/node of capacity)")
-    if args.peers:
-        from peers import format_table, run_peers   # peers imports this module: import late
-        print()
-        print("Peers on the same workloads (each in its own subprocess; see benchmarks/peers.py):")
-        print()
-        print(format_table(run_peers(args.quick)))
     return 0
 
 

@@ -1,0 +1,536 @@
+"""autograd_c against its peers on the same workloads, measured in one run.
+
+    python benchmarks/compare.py              # full sizes (about 10 minutes)
+    python benchmarks/compare.py --quick      # small graphs, few rounds (under 2 minutes)
+    python benchmarks/compare.py --peers torch,xad --workloads mlp
+    python benchmarks/compare.py --measure torch chain     # one subprocess's JSON
+
+Workloads and peers are defined once, in benchmarks/workloads.py (read its
+docstring for each workload and for how each peer runs it).  Peers: plain
+Python floats (no derivatives: the floor), autograd_c, micrograd, PyTorch
+(0-d float64 tensors, one thread), XAD (xad.adj_1st), CasADi (SX graph and
+its gradient Function), JAX (jit(value_and_grad), float64).  AADC is listed
+and never run: its Community Edition licence forbids using it as a
+performance baseline for another AD library (clause 3.3) and publishing
+results obtained with it (clause 4.1).
+
+Every (peer, workload) pair runs in its own subprocess with a time limit, so
+a slow or crashing peer costs one row; a time-out, a crash, a RecursionError
+or a wrong answer is recorded as that row's result.  In the subprocess:
+
+  1. The peer goes first, in the fresh interpreter: after a tiny warm-up
+     graph, the RSS growth while recording the workload (its forward()) is
+     its memory; divided by the workload's node count it is "bytes/node".
+  2. autograd_c runs the same workload; the peer's loss and checked
+     gradients must agree with autograd_c's to 1e-9 (relative), or the row
+     says WRONG and has no timings.  (A peer whose backward fails at this
+     size, micrograd's RecursionError, is checked at size 1,000 with a
+     raised recursion limit.)
+  3. Rounds, interleaved: plain floats, autograd_c, the peer, back to back,
+     until the time budget is spent; each phase keeps its best round.  The
+     machine drifts by tens of percent from minute to minute, so ratios are
+     always taken between phases measured in the same subprocess, in the same
+     rounds: "x autograd_c" and "/ floats" are robust, absolute ns less so.
+
+Columns (times are per node of the workload's scalar graph, the same count
+for every peer; see workloads.py):
+  forward    recording the graph by running the Python code (CasADi: building
+             the SX graph, its Function, one evaluation)
+  backward   the reverse pass (CasADi: casadi.gradient, Function, evaluation)
+  replay     value and gradient at new inputs from the recorded graph, no
+             Python per node (CasADi Function call, JAX jitted call); the
+             ratio compares it with autograd_c's forward + backward, which is
+             what autograd_c pays for the same answer today
+  compile    JAX's first call: tracing and XLA compilation
+  bytes/node RSS growth while recording, per node
+MLP training step: forward + backward + SGD update of all 337 parameters, ms.
+"""
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workloads as W  # noqa: E402
+
+TIME_LIMIT = {"full": 300, "quick": 40}       # seconds per subprocess
+BUDGET = {"full": 20.0, "quick": 1.0}         # seconds of timing rounds per subprocess
+MAX_ROUNDS = {"full": 40, "quick": 3}
+MIN_ROUNDS = {"full": 3, "quick": 1}
+LOOP_TIME = 0.02                              # replay and step are repeated for at least this long
+# One extra row in full runs: JAX on the full-size chain, to show where tracing stops.
+JAX_FULL_CHAIN_LIMIT = 120
+
+
+# ---------------------------------------------------------------------------
+# In the subprocess
+# ---------------------------------------------------------------------------
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _loop(fn):
+    """Mean time per call over a loop lasting at least LOOP_TIME."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= LOOP_TIME:
+            return elapsed / calls
+
+
+def _warm_up(peer):
+    """A tiny graph first, so first-use allocations are not counted as memory."""
+    if peer == "jax":
+        return
+    case = W.PEERS[peer].case(W.make_workload("chain", 10))
+    case.leaves()
+    case.forward()
+    if case.backward:
+        case.backward()
+    case.release()
+
+
+def record_memory(case):
+    """Time and RSS growth of the first forward() of ``case`` in this (fresh)
+    process, after a tiny warm-up graph: (seconds, bytes per node)."""
+    _warm_up(case.peer)
+    gc.collect()
+    case.leaves()
+    before = W.rss_bytes()
+    seconds = _timed(case.forward)
+    return seconds, (W.rss_bytes() - before) / case.w.nodes
+
+
+def _reference(w):
+    """autograd_c's (value, checked gradients) on workload w."""
+    ac = W.PEERS["autograd_c"].case(w)
+    ac.leaves()
+    ac.forward()
+    ac.backward()
+    return ac.result()
+
+
+def _backward(case):
+    """The reverse pass's time, or the name of the exception that stopped it."""
+    try:
+        return _timed(case.backward)
+    except RecursionError:
+        return "RecursionError"
+
+
+def _small_check(peer, name):
+    """Check at CHECK_SIZE with a raised recursion limit (micrograd's deep graphs)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        w = W.make_workload(name, W.CHECK_SIZE)
+        results = []
+        for p in (peer, "autograd_c"):
+            case = W.PEERS[p].case(w)
+            case.leaves()
+            case.forward()
+            case.backward()
+            results.append(case.result())
+        return W.agree(*results)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def measure(peer, name, quick, size=None):
+    """Memory, check and interleaved timing rounds of one peer on one workload;
+    runs in a fresh subprocess (see the module docstring)."""
+    mode = "quick" if quick else "full"
+    w = W.make_workload(name, size, quick, peer)
+    info = W.PEERS[peer]
+    row = {"peer": peer, "workload": name, "size": w.size, "nodes": w.nodes,
+           "version": info.version(), "status": "ok"}
+    case = info.case(w)
+    ac = case if peer == "autograd_c" else W.PEERS["autograd_c"].case(w)
+    floats = W.PEERS["floats"].case(w)
+
+    # 1. the peer first, in the fresh process: memory (and a first timing)
+    best = {}
+    if case.records:
+        best["forward"], row["bytes_per_node"] = record_memory(case)
+        backward = _backward(case)
+        if isinstance(backward, str):
+            row["backward_error"] = backward
+        else:
+            best["backward"] = backward
+    else:
+        case.leaves()
+        row["compile_s"] = _timed(case.compile)
+    got = None if "backward_error" in row else case.result()
+    replayed = case.replay_result(case.replay(moved=True)) if case.replays else None
+    case.release()
+
+    # 2. the check against autograd_c
+    gc.collect()
+    ac.leaves()
+    best["ac_forward"] = _timed(ac.forward)
+    if peer == "autograd_c":
+        row["tape_nodes"] = ac.ag.tape_stats()["nodes"]
+    best["ac_backward"] = _timed(ac.backward)
+    want = ac.result()
+    ac.release()
+    wrong = W.agree(got, want) if got is not None else _small_check(peer, name)
+    if not wrong and replayed is not None:
+        wrong = W.agree(replayed, _reference(w.moved()))
+        wrong = wrong and f"replay at new inputs: {wrong}"
+    if wrong:
+        row["status"] = f"WRONG: {wrong}"
+        return row
+
+    # 3. interleaved rounds: floats, autograd_c, the peer
+    trainer = ac_trainer = None
+    if name == "mlp" and case.trains:
+        trainer = info.case(w)
+        ac_trainer = trainer if peer == "autograd_c" else W.PEERS["autograd_c"].case(w)
+
+    def keep(key, t):
+        if t is not None:
+            best[key] = min(best.get(key, float("inf")), t)
+
+    start, rounds = time.perf_counter(), 0
+    while rounds < MAX_ROUNDS[mode]:
+        rounds += 1
+        gc.collect()
+        floats.leaves()
+        keep("floats", _timed(floats.forward))
+        floats.release()
+        gc.collect()
+        if peer != "autograd_c":
+            ac.leaves()
+            keep("ac_forward", _timed(ac.forward))
+            keep("ac_backward", _timed(ac.backward))
+            ac.release()
+            if ac_trainer is not None:
+                keep("ac_step", _loop(ac_trainer.step))
+            gc.collect()
+        case.leaves()
+        if case.records:
+            keep("forward", _timed(case.forward))
+            if "backward_error" not in row:
+                keep("backward", _timed(case.backward))
+                last = case.result()
+        if case.replays:
+            keep("replay", _loop(case.replay))
+        case.release()
+        if trainer is not None:
+            keep("step", _loop(trainer.step))
+            if peer == "autograd_c":
+                best["ac_step"] = best["step"]
+        if rounds >= MIN_ROUNDS[mode] and time.perf_counter() - start > BUDGET[mode]:
+            break
+    if peer == "autograd_c":            # its rounds ran as the peer: one set of numbers
+        for phase in ("forward", "backward"):
+            best[phase] = best[f"ac_{phase}"] = min(best[phase], best[f"ac_{phase}"])
+    elif case.records and "backward_error" not in row:
+        wrong = W.agree(last, want)            # the answer must not drift over the rounds either
+        if wrong:
+            row["status"] = f"WRONG in a later round: {wrong}"
+    row["rounds"] = rounds
+    row.update({f"{k}_s": v for k, v in best.items()})
+    return row
+
+
+# ---------------------------------------------------------------------------
+# In the parent
+# ---------------------------------------------------------------------------
+
+def run_subprocess(args, limit):
+    """Runs this script with ``args`` in a fresh interpreter; its last stdout
+    line is JSON.  Failures come back as {"status": ...}."""
+    cmd = [sys.executable, os.path.abspath(__file__)] + args
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {limit} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": f"crashed (exit {proc.returncode}): {last[:200]}"}
+    return json.loads(lines[-1])
+
+
+def run_all(peers, workloads, quick, log=sys.stderr):
+    mode = "quick" if quick else "full"
+    rows = []
+    for name in workloads:
+        for peer in peers:
+            if peer == "floats":
+                continue                  # measured in every subprocess
+            info = W.PEERS[peer]
+            base = {"peer": peer, "workload": name}
+            t0 = time.perf_counter()
+            if not info.available():
+                row = {**base, "status": f"not installed (pip install {info.module})"}
+            else:
+                args = ["--measure", peer, name] + (["--quick"] if quick else [])
+                row = {**base, **run_subprocess(args, TIME_LIMIT[mode])}
+            rows.append(row)
+            print(f"  {name:6s} {peer:11s} {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
+                  file=log, flush=True)
+        if name == "chain" and not quick and "jax" in peers and W.PEERS["jax"].available():
+            size = W.SIZES["chain"][0]
+            t0 = time.perf_counter()
+            row = {"peer": "jax", "workload": "chain", "size": size, "nodes": 3 * size, "extra": True,
+                   **run_subprocess(["--measure", "jax", "chain", "--size", str(size)],
+                                    JAX_FULL_CHAIN_LIMIT)}
+            rows.append(row)
+            print(f"  chain  jax (full size) {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
+                  file=log, flush=True)
+    return rows
+
+
+def _ns(seconds, nodes):
+    v = seconds / nodes * 1e9
+    return f"{v:.2f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def _x(ratio):
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
+def _cell(row, key, ref_key, nodes):
+    if f"{key}_s" not in row:
+        return "-"
+    return f"{_ns(row[key + '_s'], nodes)} ({_x(row[key + '_s'] / row[ref_key + '_s'])})"
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        cpu = platform.processor() or cpu
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def format_markdown(rows, meta):
+    by = {(r["workload"], r["peer"]): r for r in rows if not r.get("extra")}
+    lines = [
+        "# autograd_c and its peers",
+        "",
+        f"{meta['date']}; {meta['cpu']} ({meta['cores']} cores); Python {meta['python']}; "
+        f"{meta['platform']}.  Command: `{meta['command']}`.",
+        "",
+        "Versions: " + ", ".join(f"{p} {v}" for p, v in meta["versions"].items() if v) + ".",
+        "",
+        "ns/node: best round's time / the workload's scalar node count (same count for every peer). "
+        "(Nx): ratio to autograd_c measured in the same subprocess; replay's ratio is to autograd_c's "
+        "forward + backward. / floats: forward time / plain-float time of the same code.",
+        "",
+        "| workload | peer | nodes | forward ns/node (x autograd_c) | forward / floats "
+        "| backward ns/node (x autograd_c) | replay ns/node (x autograd_c fwd+bwd) | compile "
+        "| bytes/node (x autograd_c) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in W.WORKLOADS:
+        ac = by.get((name, "autograd_c"), {})
+        ac_bytes = ac.get("bytes_per_node")
+        if ac.get("status") == "ok":
+            n = ac["nodes"]
+            lines.append(f"| {name} | {W.PEERS['floats'].label} | {n:,} | {_cell(ac, 'floats', 'ac_forward', n)} "
+                         f"| 1x | - | - | - | - |")
+        for peer in W.PEERS:
+            r = by.get((name, peer))
+            if r is None or peer == "floats":
+                continue
+            label = W.PEERS[peer].label
+            if r["status"] != "ok":
+                nodes = f"{r['nodes']:,}" if r.get("nodes") else ""
+                lines.append(f"| {name} | {label} | {nodes} | {r['status']} | | | | | |")
+                continue
+            n = r["nodes"]
+            fwd = _cell(r, "forward", "ac_forward", n)
+            over_floats = _x(r["forward_s"] / r["floats_s"]) if "forward_s" in r else "-"
+            bwd = r.get("backward_error") or _cell(r, "backward", "ac_backward", n)
+            replay = "-"
+            if "replay_s" in r:
+                replay = f"{_ns(r['replay_s'], n)} ({_x(r['replay_s'] / (r['ac_forward_s'] + r['ac_backward_s']))})"
+            compile_ = f"{r['compile_s']:.1f} s" if "compile_s" in r else "-"
+            mem = "-"
+            if "bytes_per_node" in r:
+                mem = f"{r['bytes_per_node']:,.1f}" if r["bytes_per_node"] < 100 else f"{r['bytes_per_node']:,.0f}"
+                if ac_bytes and ac_bytes > 0:
+                    mem += f" ({_x(r['bytes_per_node'] / ac_bytes)})"
+            lines.append(f"| {name} | {label} | {n:,} | {fwd} | {over_floats} | {bwd} | {replay} | {compile_} | {mem} |")
+    for peer, why in W.NOT_RUN.items():
+        lines.append(f"| all | {peer} | | {why} | | | | | |")
+
+    steps = [r for r in rows if r["workload"] == "mlp" and r.get("status") == "ok" and "step_s" in r]
+    if steps:
+        lines += ["", "MLP training step (forward + backward + SGD on 337 parameters, 100 samples):", "",
+                  "| peer | ms per step | x autograd_c |", "|---|---:|---:|"]
+        for r in steps:
+            lines.append(f"| {W.PEERS[r['peer']].label} | {r['step_s'] * 1e3:,.2f} | {_x(r['step_s'] / r['ac_step_s'])} |")
+
+    notes = []
+    for r in rows:
+        if r.get("tape_nodes") and r["tape_nodes"] != r["nodes"]:
+            notes.append(f"autograd_c records the {r['workload']} workload as {r['tape_nodes']:,} tape nodes "
+                         f"(ag.dot per neuron, ag.sum, ag.dot for the L2 term); ns/node and bytes/node "
+                         f"still divide by the scalar graph's {r['nodes']:,}.  Plain floats run the "
+                         "scalar code (mlp_loss), which is why autograd_c's forward beats them here.")
+        if r.get("extra"):
+            notes.append(f"JAX on the full-size chain ({r['nodes']:,} nodes): {r['status']}"
+                         + (f", first call {r['compile_s']:.0f} s" if "compile_s" in r else "") + ".")
+    smaller = {}
+    for r in rows:
+        if r.get("size") and not r.get("extra") and r["size"] != W.size_for("autograd_c", r["workload"], meta["quick"]):
+            cost = f", first call {r['compile_s'] / r['nodes'] * 1e3:.1f} ms per node" if "compile_s" in r else ""
+            smaller.setdefault(r["peer"], []).append(
+                f"{r['workload']} at size {r['size']:,} ({r['nodes']:,} nodes{cost})")
+    for peer, what in smaller.items():
+        notes.append(f"{peer} runs {' and '.join(what)}: tracing the scalar graph in Python and compiling it "
+                     "is too slow for the full sizes; its ratios are to autograd_c at the same size, in the "
+                     "same process.")
+    if any(r.get("backward_error") == "RecursionError" for r in rows):
+        notes.append("RecursionError: micrograd's backward() sorts the graph recursively, one frame per "
+                     "graph level; at Python's default limit it fails above ~500 chain iterations or "
+                     "~1,000 wide terms (its results were checked at size 1,000 with a raised limit).")
+    notes.append("bytes/node: RSS growth while recording, in a fresh process; CasADi's includes its Function's "
+                 "work vectors; JAX's is not measured (tracing and XLA compilation dominate it).")
+    lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peers = [p for p in W.PEERS]
+    fig, axes = plt.subplots(1, len(W.WORKLOADS), figsize=(6 * len(W.WORKLOADS), 5), sharey=True)
+    phases = [("forward", "forward"), ("backward", "backward"), ("replay", "replay (value+grad)")]
+    colors = {"forward": "#4c72b0", "backward": "#dd8452", "replay": "#55a868"}
+    width = 0.27
+    for ax, name in zip(axes, W.WORKLOADS):
+        by = {r["peer"]: r for r in rows if r["workload"] == name and not r.get("extra")}
+        labels = []
+        for i, peer in enumerate(peers):
+            r = by.get("autograd_c" if peer == "floats" else peer, {})
+            ref_nodes = by.get("autograd_c", {}).get("nodes")
+            labels.append(peer if r.get("nodes") in (None, ref_nodes) else f"{peer}\n({r['nodes']:,} nodes)")
+            below = ax.get_xaxis_transform()        # x in data, y in axes coordinates
+            if r.get("status") != "ok":
+                ax.text(i, 0.03, (r.get("status") or "not run")[:24], rotation=90, ha="center", va="bottom",
+                        fontsize=7, transform=below)
+                continue
+            for j, (key, _) in enumerate(phases):
+                k = "floats_s" if peer == "floats" and key == "forward" else f"{key}_s"
+                if peer == "floats" and key != "forward":
+                    continue
+                if k in r:
+                    ax.bar(i + (j - 1) * width, r[k] / r["nodes"] * 1e9, width, color=colors[key])
+                elif key == "backward" and r.get("backward_error"):
+                    ax.text(i, 0.03, r["backward_error"], rotation=90, ha="center", va="bottom", fontsize=7,
+                            transform=below)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(peers)))
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ref = by.get("autograd_c", {})
+        ax.set_title(f"{name} ({ref.get('nodes', 0):,} nodes)")
+        ax.grid(axis="y", which="major", alpha=0.3)
+    axes[0].set_ylabel("ns per node (log scale; lower is better)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k, _ in phases]
+    fig.legend(handles, [label for _, label in phases], loc="upper center", ncol=3)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(rows, meta, out, no_chart=False):
+    """Prints the Markdown and writes OUT.md, OUT.json and (unless no_chart) OUT.png."""
+    text = format_markdown(rows, meta)
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    name = os.path.basename(out)
+    with open(out + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    chart = ""
+    if not no_chart:
+        try:
+            plot(rows, out + ".png")
+            chart = f"Chart: [{name}.png]({name}.png).  "
+        except ImportError:
+            print("no chart: pip install matplotlib", file=sys.stderr)
+    with open(out + ".md", "w") as f:
+        f.write(text + f"\n{chart}Total run time {meta['seconds']:.0f} s.\n")
+    print(f"wrote {out}.md, .json" + (", .png" if chart else ""), file=sys.stderr)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small graphs, few rounds (< 2 minutes)")
+    parser.add_argument("--peers", default=",".join(W.PEERS), help="comma-separated peers (default: all)")
+    parser.add_argument("--workloads", default=",".join(W.WORKLOADS), help="comma-separated workloads")
+    parser.add_argument("--out", help="write OUT.md, OUT.json and OUT.png (default: "
+                        "benchmarks/results/latest, or .../quick with --quick)")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
+    parser.add_argument("--from-json", metavar="FILE", help="re-render FILE.md and FILE.png from a saved FILE.json")
+    parser.add_argument("--measure", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.measure:
+        print(json.dumps(measure(*args.measure, args.quick, args.size)))
+        return 0
+    if args.memory:
+        peer, name = args.memory
+        case = W.PEERS[peer].case(W.make_workload(name, args.size, args.quick, peer))
+        seconds, per_node = record_memory(case)
+        print(json.dumps({"peer": peer, "workload": name, "size": case.w.size, "nodes": case.w.nodes,
+                          "forward_s": seconds, "bytes_per_node": per_node, "status": "ok"}))
+        return 0
+
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        write_outputs(saved["rows"], saved["meta"], os.path.splitext(args.from_json)[0], args.no_chart)
+        return 0
+
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for p in peers:
+        if p not in W.PEERS:
+            parser.error(f"unknown peer {p!r}; choose from {', '.join(W.PEERS)}")
+    if "autograd_c" not in peers:
+        peers.insert(0, "autograd_c")
+    t0 = time.perf_counter()
+    rows = run_all(peers, workloads, args.quick)
+    meta = machine()
+    meta["quick"] = args.quick
+    meta["command"] = " ".join(["python benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv))
+    meta["versions"] = {}
+    for r in rows:
+        if r.get("version"):
+            meta["versions"][r["peer"]] = r["version"]
+    meta["seconds"] = round(time.perf_counter() - t0, 1)
+    out = args.out or os.path.join(HERE, "results", "quick" if args.quick else "latest")
+    write_outputs(rows, meta, out, args.no_chart)
+    print(f"total {meta['seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
