@@ -101,44 +101,31 @@ def micrograd_style(Value, MLP, X, y):
 
 
 def autograd_c_style(X, y):
-    """Returns step(k): the same problem written the fast autograd_c way (needs autograd_c.optim)."""
+    """Returns step(k): the same problem written the fast autograd_c way, as
+    `python -m autograd_c demo` trains it (autograd_c.demo.loss_and_accuracy)."""
+    from autograd_c import demo, optim
     from autograd_c.nn import MLP
-    from autograd_c import optim
 
     # an editable install elsewhere can supply a submodule this checkout lacks: refuse to mix
     here = os.path.dirname(os.path.abspath(ag.__file__))
     if os.path.dirname(os.path.abspath(optim.__file__)) != here:
         raise ImportError(f"autograd_c.optim comes from {optim.__file__}, not from {here}")
-    SGD = optim.SGD
 
     random.seed(1337)
     model = MLP(2, [16, 16, 1])
-    params = model.parameters()
-    opt = SGD(params, lr=1.0)
+    opt = optim.SGD(model.parameters(), lr=1.0)
     rows = X.tolist()                 # inputs stay plain floats: constants, never recorded
     labels = [float(v) for v in y]
-    alpha = 1e-4
 
     def step(k):
-        scores = [model(row) for row in rows]
-        data_loss = ag.sum([(1 - yi * s).relu() for yi, s in zip(labels, scores)]) * (1.0 / len(scores))
-        total_loss = data_loss + alpha * ag.dot(params, params)
-        acc = sum((yi > 0) == (s.data > 0) for yi, s in zip(labels, scores)) / len(scores)
-        _set_lr(opt, 1.0 - 0.9 * k / 100)
+        total_loss, acc = demo.loss_and_accuracy(model, rows, labels)
+        opt.lr = 1.0 - 0.9 * k / 100
         opt.zero_grad()
         total_loss.backward()
         opt.step()
         return total_loss.data, acc
 
     return step
-
-
-def _set_lr(opt, lr):
-    if hasattr(opt, "param_groups"):
-        for group in opt.param_groups:
-            group["lr"] = lr
-    else:
-        opt.lr = lr
 
 
 def _time_step(step, k, gc_off):
