@@ -290,7 +290,24 @@ def _float_relu(a):
     return a if a > 0 else 0.0
 
 
-class AutogradCCase(Case):
+class ValueCase(Case):
+    """A peer whose numbers are objects with .data, .grad and .backward()
+    (autograd_c and micrograd): the forward, backward and readings they share."""
+
+    def forward(self):
+        self.out = self._mlp() if self.w.name == "mlp" else self.fn(*self.args)
+
+    def backward(self):
+        self.out.backward()
+
+    def output(self):
+        return self.out.data
+
+    def result(self):
+        return self.out.data, [v.grad for v in self.watch]
+
+
+class AutogradCCase(ValueCase):
     """autograd_c: Variable leaves, out.backward(); the MLP written the fast
     way (one ag.dot per neuron, bias included, ag.sum and ag.dot for the sums)."""
     peer = "autograd_c"
@@ -329,21 +346,6 @@ class AutogradCCase(Case):
         losses = [(1 - y * s).relu() for y, s in zip(self.w.Y, scores)]
         return ag.sum(losses) * (1.0 / len(losses)) + ALPHA * ag.dot(self.params, self.params)
 
-    def forward(self):
-        if self.w.name == "mlp":
-            self.out = self._mlp()
-        else:
-            self.out = self.fn(*self.args)
-
-    def backward(self):
-        self.out.backward()
-
-    def output(self):
-        return self.out.data
-
-    def result(self):
-        return self.out.data, [v.grad for v in self.watch]
-
     def step(self):
         if self.params is None:
             self.leaves()
@@ -355,7 +357,7 @@ class AutogradCCase(Case):
         return loss.data
 
 
-class MicrogradCase(Case):
+class MicrogradCase(ValueCase):
     """micrograd: Value leaves, out.backward(); the MLP is micrograd.nn.MLP
     and the demo's loss code, inputs wrapped in Value as the demo does.
 
@@ -402,18 +404,6 @@ class MicrogradCase(Case):
         data_loss = sum(losses) * (1.0 / len(losses))
         reg_loss = ALPHA * sum((p * p for p in model.parameters()))
         return data_loss + reg_loss
-
-    def forward(self):
-        self.out = self._mlp() if self.w.name == "mlp" else self.fn(*self.args)
-
-    def backward(self):
-        self.out.backward()
-
-    def output(self):
-        return self.out.data
-
-    def result(self):
-        return self.out.data, [v.grad for v in self.watch]
 
     def step(self):
         if self.model is None:
