@@ -1,6 +1,6 @@
 /* ops.h -- every opcode's forward value and local adjoint rule, in one table.
  *
- * The recorder (src/_core.pyx) computes values with ac_*_value(); the reverse
+ * The recorder (src/record.pxi) computes values with ac_*_value(); the reverse
  * sweep (src/tape.c) applies ac_*_adjoint().  Both read the X-macro tables
  * below, so an opcode's forward and backward formulas live on one line and
  * cannot drift apart.

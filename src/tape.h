@@ -16,7 +16,8 @@
  * leaves; their adjoints gather in a separate buffer indexed by entry.
  *
  * This file and tape.c hold plain C only: no Python API.  Leaf objects are
- * opaque pointers whose references the Cython layer (src/_core.pyx) owns.
+ * opaque pointers whose references the Cython layer (src/_core.pyx and its
+ * .pxi includes; see docs/architecture.md) owns.
  */
 #ifndef AUTOGRAD_C_TAPE_H
 #define AUTOGRAD_C_TAPE_H
