@@ -24,6 +24,7 @@ from cpython.long cimport PyLong_CheckExact, PyLong_Check
 from libc.math cimport isfinite, isnan, NAN, pow
 from libc.math cimport sqrt as sqrt_c
 from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from tape cimport *

@@ -1,7 +1,7 @@
 # backward.pxi -- the reverse sweep and the hand-over of gradients.
 #
-# Holds: _sweep (the C sweep with the tape frozen while a Function's backward
-# may run), _deliver (leaf gradients after a sweep, the stale-leaf rule),
+# Holds: _sweep (the C sweep; callers hold the tape busy, so a Function's
+# backward or a finalizer that runs meanwhile cannot change it), _deliver (leaf gradients after a sweep, the stale-leaf rule),
 # detect_anomaly's backward check, _keep_adjoints (recorded Variables' .grad),
 # and the bodies of Variable.backward(), Variable.zero_grad() and grad().
 # May touch: the adjoint buffer from Tape._adjoints, leaf_grad and leaf flags,
@@ -10,18 +10,10 @@
 
 cdef int _sweep(Tape tape, double *adj, ac_node root, double seed, int deliver,
                 ac_sweep_result *swept) except -1:
-    """ac_sweep, with the tape frozen while a Function's backward runs."""
-    cdef int rc
-    tape.adj_root = -1
-    # A Function's backward runs once per pass, even when the exact sweep
-    # redoes the fast one or detect_anomaly searches again: results are kept.
-    tape.fn_results = {} if tape.functions else None
-    tape._freeze()
-    try:
-        rc = ac_sweep(&tape.t, adj, adj + root + 1, root, seed, deliver, swept)
-    finally:
-        tape._thaw()
-    if rc < 0:
+    """ac_sweep.  The caller holds the tape busy (BUSY_SWEEP) and has set
+    tape.fn_results, so a Function's backward runs once per pass even when
+    the exact sweep redoes the fast one or detect_anomaly searches again."""
+    if ac_sweep(&tape.t, adj, adj + root + 1, root, seed, deliver, swept) < 0:
         tape._raise_sweep_error()
     return 0
 
@@ -64,17 +56,15 @@ cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node r
                         continue            # not part of this graph
             if delivered:
                 ac_undo_delivery(t, leaf_adj, swept.leaf_lo, swept.leaf_hi)
-            name = (<Variable>t.leaf_obj[k]).name
-            label = "" if name is None else f" {name!r}"
-            raise RuntimeError(
-                f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after "
-                "the graph was recorded, so its gradient would be for a value that no longer "
-                "exists; record the expression again from the current values")
+            _raise_stale(t, k)
 
         for k in range(swept.leaf_lo, swept.leaf_hi + 1):
+            # A past entry hands its gradient to the leaf object, unless the leaf no
+            # longer requires grad (as torch's AccumulateGrad skips such a leaf).
             if delivered:
                 if not t.leaf_flags[k] & AC_LEAF_CURRENT:
-                    (<Variable>t.leaf_obj[k]).grad_value += t.leaf_grad[k]
+                    if (<Variable>t.leaf_obj[k]).kind == K_LEAF:
+                        (<Variable>t.leaf_obj[k]).grad_value += t.leaf_grad[k]
                     t.leaf_grad[k] = 0.0
                 continue
             if exact and not t.leaf_flags[k] & AC_LEAF_MARK:
@@ -85,7 +75,7 @@ cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node r
                     out[slot] += leaf_adj[k]
             elif t.leaf_flags[k] & AC_LEAF_CURRENT:
                 t.leaf_grad[k] += leaf_adj[k]
-            else:
+            elif (<Variable>t.leaf_obj[k]).kind == K_LEAF:
                 (<Variable>t.leaf_obj[k]).grad_value += leaf_adj[k]
     finally:
         if reach_known:
@@ -117,11 +107,7 @@ cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node
             t.leaf_flags[k] &= ~AC_LEAF_MARK
     if not isfinite(seed):
         raise FloatingPointError(f"detect_anomaly: backward() was given the gradient {seed!r}")
-    tape._freeze()                  # the search meets Functions again (their results are kept)
-    try:
-        found = ac_find_anomaly(t, adj, leaf_adj, root, seed)
-    finally:
-        tape._thaw()
+    found = ac_find_anomaly(t, adj, leaf_adj, root, seed)   # meets Functions again: results are kept
     if found == -2:
         tape._raise_sweep_error()
     if found < 0:
@@ -159,17 +145,34 @@ cdef void _keep_adjoints(Tape tape, double *adj, ac_node lo, ac_node root) noexc
     while p != NULL:
         i = (<Variable>p).index
         (<Variable>p).grad_value = adj[i] if lo <= i <= root else 0.0
+        (<Variable>p).grad_unknown = 0
         p = (<Variable>p).next
+
+
+cdef int _raise_stale(ac_tape *t, int64_t k) except -1:
+    """backward() reached leaf entry k, which no longer stands for a value."""
+    cdef Variable v = <Variable>t.leaf_obj[k]
+    if t.leaf_flags[k] & AC_LEAF_RELEASED:
+        raise RuntimeError(
+            "this graph uses a Variable whose own graph was released because a leaf it depended "
+            "on was assigned a new value (leaf.data = ...) after it was recorded; its value is "
+            "still usable, but no gradient flows through it: record the expression again from "
+            "the current values")
+    label = "" if v.label == NULL else f" {<object>v.label!r}"
+    raise RuntimeError(
+        f"a leaf{label} of this graph was assigned a new value (leaf.data = ...) after "
+        "the graph was recorded, so its gradient would be for a value that no longer "
+        "exists; record the expression again from the current values")
 
 
 cdef int _backward(Variable v, object gradient) except -1:
     """Variable.backward(): seed v with `gradient`, sweep, hand leaves their gradients."""
-    cdef double seed = _real(gradient, "backward() gradient")
+    cdef double seed = _real(gradient, "backward() gradient")     # may run Python code: first
     cdef Tape tape
     cdef ac_node root
     cdef double *adj
     cdef ac_sweep_result swept
-    _check_settable(v, "call backward()")      # before any buffer is touched
+    _check_settable(v, "call backward()")
     if v.kind == K_CONST:
         raise RuntimeError(
             "backward() on a Variable that does not require grad: it is a constant "
@@ -178,48 +181,57 @@ cdef int _backward(Variable v, object gradient) except -1:
         v.grad_value += seed
         return 0
     tape = _owning_tape(v)
-    root = v.index
-    adj = tape._adjoints(root + 1 + tape.t.nleaves)
+    # Busy before anything allocates: from here the tape cannot change, so
+    # the root index and the buffer sizes read below stay right.
+    _enter_busy(tape, BUSY_SWEEP)
     try:
-        # detect_anomaly inspects the gradients before any is handed over
-        _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
-        if ac_this_thread().anomaly:
-            _check_backward(tape, adj, &swept, root, seed)
-        _deliver(tape, adj + root + 1, &swept, root, None, None)
-        _keep_adjoints(tape, adj, swept.lo, root)
-        if adj == tape.spare_adj:
-            tape.adj_lo = swept.lo
-            tape.adj_root = root
+        tape.fn_results = {} if tape.functions else None
+        root = v.index
+        adj = tape._adjoints(root + 1 + tape.t.nleaves, False)
+        try:
+            # detect_anomaly inspects the gradients before any is handed over
+            _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
+            if ac_this_thread().anomaly:
+                _check_backward(tape, adj, &swept, root, seed)
+            _deliver(tape, adj + root + 1, &swept, root, None, None)
+            _keep_adjoints(tape, adj, swept.lo, root)
+            _remember_pass(tape, adj, swept.lo, root, seed)
+        finally:
+            tape._done_with_adjoints(adj)
     finally:
         tape.fn_results = None
-        tape._done_with_adjoints(adj)
+        _leave_busy(tape)
     return 0
 
 
 cdef int _zero_grad(Variable v) except -1:
     """Variable.zero_grad(): zero v's .grad and that of every leaf v depends on."""
     cdef Tape tape
-    cdef ac_node root
+    cdef ac_node root, i
     cdef ac_sweep_result reach
     cdef int64_t k
     cdef PyObject *p
+    cdef Variable leaf
     if v.kind != K_NODE:
         v.grad = 0.0
         return 0
     tape = _owning_tape(v)
-    _check_not_sweeping(tape, "call zero_grad()")
-    tape.adj_root = -1
+    _check_not_busy(tape, "call zero_grad()")
+    _enter_busy(tape, BUSY_SWEEP)
     root = v.index
     ac_mark_reachable(&tape.t, root, &reach)
     for k in range(reach.leaf_lo, reach.leaf_hi + 1):
-        if tape.t.leaf_flags[k] & AC_LEAF_MARK:
-            _set_leaf_grad(<Variable>tape.t.leaf_obj[k], 0.0)
+        leaf = <Variable>tape.t.leaf_obj[k]
+        if tape.t.leaf_flags[k] & AC_LEAF_MARK and leaf.kind == K_LEAF:
+            _set_leaf_grad(leaf, 0.0)
     p = tape.live_head
     while p != NULL:
         if reach.lo <= (<Variable>p).index <= root and ac_is_marked(&tape.t, (<Variable>p).index):
             (<Variable>p).grad_value = 0.0
         p = (<Variable>p).next
+    _forget_adjoints_reached(tape, &reach, root)
     ac_clear_marks(&tape.t, &reach, root)
+    _leave_busy(tape)
     return 0
 
 
@@ -249,33 +261,38 @@ def grad(output, inputs):
         if not isinstance(x, Variable):
             raise TypeError(f"grad() inputs must be Variables, but input {j} is {type(x).__name__}")
     out = output
-    _check_idle("call grad()")                     # before any buffer is touched
+    _check_idle("call grad()")
     result = [0.0] * len(inputs)
     if out.kind == K_CONST:
         raise RuntimeError("grad() of a Variable that does not require grad (a constant)")
     if out.kind == K_LEAF:
         return [1.0 if x is out else 0.0 for x in inputs]
     tape = _owning_tape(out)
-    root = out.index
-    adj = tape._adjoints(root + 1 + tape.t.nleaves)
+    _enter_busy(tape, BUSY_SWEEP)       # before anything allocates, as in _backward
     try:
-        _sweep(tape, adj, root, 1.0, 0, &swept)
-        if ac_this_thread().anomaly:
-            _check_backward(tape, adj, &swept, root, 1.0)
-        wanted = {}
-        for j, x in enumerate(inputs):
-            v = x
-            if v.kind == K_LEAF:
-                wanted[id(v)] = j
-            elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
-                result[j] = adj[v.index]
-        _deliver(tape, adj + root + 1, &swept, root, wanted, result)
-        # several inputs may be the same leaf
-        for j, x in enumerate(inputs):
-            v = x
-            if v.kind == K_LEAF and wanted[id(v)] != j:
-                result[j] = result[wanted[id(v)]]
+        tape.fn_results = {} if tape.functions else None
+        root = out.index
+        adj = tape._adjoints(root + 1 + tape.t.nleaves, True)
+        try:
+            _sweep(tape, adj, root, 1.0, 0, &swept)
+            if ac_this_thread().anomaly:
+                _check_backward(tape, adj, &swept, root, 1.0)
+            wanted = {}
+            for j, x in enumerate(inputs):
+                v = x
+                if v.kind == K_LEAF:
+                    wanted[id(v)] = j
+                elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
+                    result[j] = adj[v.index]
+            _deliver(tape, adj + root + 1, &swept, root, wanted, result)
+            # several inputs may be the same leaf
+            for j, x in enumerate(inputs):
+                v = x
+                if v.kind == K_LEAF and wanted[id(v)] != j:
+                    result[j] = result[wanted[id(v)]]
+        finally:
+            tape._done_with_adjoints(adj)
     finally:
         tape.fn_results = None
-        tape._done_with_adjoints(adj)
+        _leave_busy(tape)
     return result

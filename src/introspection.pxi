@@ -34,13 +34,15 @@ def _is_anomaly_enabled():
 
 
 cdef Tape _reach(Variable v, ac_sweep_result *reach):
-    """Mark what v depends on (the caller clears the marks), or None for a
-    leaf or constant."""
+    """Mark what v depends on, or None for a leaf or constant.  The tape is
+    left busy (nothing may record or compact while marks are set); the
+    caller clears the marks and calls _leave_busy."""
     cdef Tape tape
     if v.kind < K_NODE:
         return None
     tape = _owning_tape(v)
-    _check_not_sweeping(tape, "walk a graph")
+    _check_not_busy(tape, "walk a graph")
+    _enter_busy(tape, BUSY_SWEEP)
     ac_mark_reachable(&tape.t, v.index, reach)
     return tape
 
@@ -67,12 +69,15 @@ def leaves(v):
     tape = _reach(var, &reach)
     if tape is None:
         return []
-    found = {}
-    for k in range(reach.leaf_lo, reach.leaf_hi + 1):
-        if tape.t.leaf_flags[k] & AC_LEAF_MARK:
-            leaf = <object>tape.t.leaf_obj[k]
-            found.setdefault(id(leaf), leaf)     # a leaf re-used after .data = ... has two entries
-    ac_clear_marks(&tape.t, &reach, var.index)
+    try:
+        found = {}
+        for k in range(reach.leaf_lo, reach.leaf_hi + 1):
+            if tape.t.leaf_flags[k] & AC_LEAF_MARK and (<Variable>tape.t.leaf_obj[k]).kind != K_RELEASED:
+                leaf = <object>tape.t.leaf_obj[k]
+                found.setdefault(id(leaf), leaf)     # a leaf re-used after .data = ... has two entries
+    finally:
+        ac_clear_marks(&tape.t, &reach, var.index)
+        _leave_busy(tape)
     return list(found.values())
 
 
@@ -99,7 +104,16 @@ def graph_size(v):
     for i in range(reach.lo, var.index + 1):
         count += ac_is_marked(&tape.t, i)
     ac_clear_marks(&tape.t, &reach, var.index)
+    _leave_busy(tape)
     return count
+
+
+cdef int _check_consistent(Tape tape, str what) except -1:
+    """Reading a graph is fine during a backward pass (its nodes stay as
+    they are), not while the tape compacts or resets itself."""
+    if tape.busy_reason == BUSY_COMPACT or tape.busy_reason == BUSY_RESET:
+        raise RuntimeError(_busy_message(tape, what))
+    return 0
 
 
 _MICROGRAD_SYMBOLS = {
@@ -112,6 +126,7 @@ cdef str _op_name(Variable v):
     """Variable.op: the operation that produced v ('' for leaves and constants)."""
     if v.kind != K_NODE:
         return ""
+    _check_consistent(<Tape>v.owner, "read a Variable's operation")
     cdef int op = ac_opcode((<Tape>v.owner).t.code[v.index])
     if op == AC_CUSTOM:
         return type((<Tape>v.owner).functions[v.index]).__name__
@@ -126,6 +141,7 @@ cdef object _micrograd_op(Variable v):
     if v.kind != K_NODE:
         return ""
     tape = <Tape>v.owner
+    _check_consistent(tape, "read a Variable's operation")
     w = tape.t.code[v.index]
     op = ac_opcode(w)
     if op == AC_POWC:
@@ -140,29 +156,41 @@ cdef set _prev_of(Variable v):
     cdef Tape tape
     cdef ac_code w
     cdef int op
-    cdef const uint32_t *refs
-    cdef uint32_t k
+    cdef uint32_t k, m
+    cdef uint32_t *refs = NULL
     if v.kind != K_NODE:
         return set()
     tape = _owning_tape(v)
-    w = tape.t.code[v.index]
-    op = ac_opcode(w)
-    if ac_is_nary(op):
-        refs = tape.t.args + ac_offset(w)
-        return {_ref_object(tape, refs[k], v.index, k) for k in range(1, refs[0] + 1)}
-    prev = {_ref_object(tape, <uint32_t>ac_operand_a(w), v.index, 1)}
-    if op >= AC_ADD:
-        prev.add(_ref_object(tape, <uint32_t>ac_operand_b(w), v.index, 2))
-    elif op >= AC_ADDC and op != AC_POWC:     # micrograd: x**c has x alone as child, c in _op
-        prev.add(_const_object(tape, tape.t.consts[ac_operand_b(w)], v.index, 2))
-    return prev
+    _check_consistent(tape, "walk a graph")
+    # Making the operand objects allocates (the garbage collector may run a
+    # finalizer): the tape stays busy so nothing can move, and the operand
+    # references are copied first all the same.
+    _enter_busy(tape, BUSY_SWEEP)
+    try:
+        w = tape.t.code[v.index]
+        op = ac_opcode(w)
+        if ac_is_nary(op):
+            m = tape.t.args[ac_offset(w)]
+            refs = <uint32_t *>malloc((m + 1) * sizeof(uint32_t))
+            if refs == NULL:
+                raise MemoryError()
+            memcpy(refs, tape.t.args + ac_offset(w), (m + 1) * sizeof(uint32_t))
+            return {_ref_object(tape, refs[k], v.index, k) for k in range(1, m + 1)}
+        prev = {_ref_object(tape, <uint32_t>ac_operand_a(w), v.index, 1)}
+        if op >= AC_ADD:
+            prev.add(_ref_object(tape, <uint32_t>ac_operand_b(w), v.index, 2))
+        elif op >= AC_ADDC and op != AC_POWC:     # micrograd: x**c has x alone as child, c in _op
+            prev.add(_const_object(tape, tape.t.consts[ac_operand_b(w)], v.index, 2))
+        return prev
+    finally:
+        free(refs)
+        _leave_busy(tape)
 
 
 cdef void _drop_objmap(Tape tape) noexcept:
     free(tape.objmap)
     tape.objmap = NULL
     tape.objmap_size = 0
-    tape.adj_root = -1            # the adjoints are indexed by node too
 
 cdef object _node_object(Tape tape, ac_node i):
     """The Variable of node i: the live one, or a new one if none is alive.
@@ -183,8 +211,9 @@ cdef object _node_object(Tape tape, ac_node i):
     if tape.objmap[i] != NULL:
         return <object>tape.objmap[i]
     v = _new_node(tape, i, tape.t.val[i])
-    if tape.adj_lo <= i <= tape.adj_root:
-        v.grad_value = tape.spare_adj[i]     # as if it had been alive during backward()
+    # as if it had been alive during the latest backward(): that pass's
+    # adjoint, or None where it cannot be known
+    v.grad_unknown = not _kept_adjoint(tape, i, &v.grad_value)
     tape.objmap[i] = <PyObject *>v
     return v
 
@@ -204,3 +233,83 @@ cdef object _ref_object(Tape tape, uint32_t ref, ac_node node, int position):
     if ref & AC_LEAF_REF:
         return <object>tape.t.leaf_obj[ref & ~AC_LEAF_REF]
     return _node_object(tape, ref)
+
+
+# ---------------------------------------------------------------------------
+# the latest backward()'s adjoints, for node objects made after it
+# ---------------------------------------------------------------------------
+
+cdef void _remember_pass(Tape tape, double *adj, ac_node lo, ac_node root, double seed) noexcept:
+    """backward() over root just finished with these adjoints (adj[lo..root])."""
+    _forget_pass(tape)
+    tape.kept_root = root
+    tape.kept_lo = lo
+    tape.kept_seed = seed
+    tape.kept_adj = adj if adj == tape.spare_adj else NULL   # a larger buffer is freed now
+    tape.kept_fn_results = tape.fn_results   # so a recomputation runs no Function's backward
+    tape.kept_valid = True
+
+
+cdef void _forget_pass(Tape tape) noexcept:
+    if tape.kept_adj != NULL and tape.kept_adj != tape.spare_adj:
+        free(tape.kept_adj)                  # a recomputed buffer
+    tape.kept_adj = NULL
+    tape.kept_root = -1
+    tape.kept_valid = False
+    tape.kept_fn_results = None
+
+
+cdef void _forget_adjoints_reached(Tape tape, ac_sweep_result *reach, ac_node root) noexcept:
+    """zero_grad() from root (marks set): the kept adjoints it reaches are 0 now."""
+    cdef ac_node i
+    if tape.kept_root < 0 or not tape.kept_valid:
+        return
+    if tape.kept_adj == NULL:
+        tape.kept_valid = False              # not kept, and recomputing would undo the zeroing
+        return
+    for i in range(max(reach.lo, tape.kept_lo), min(root, tape.kept_root) + 1):
+        if ac_is_marked(&tape.t, i):
+            tape.kept_adj[i] = 0.0
+
+
+cdef bint _kept_adjoint(Tape tape, ac_node i, double *out) except -1:
+    """The latest backward()'s adjoint of node i into out; False if unknown.
+    The caller holds the tape busy."""
+    cdef ac_sweep_result r
+    cdef ac_node n
+    cdef double *buf
+    cdef int64_t k
+    cdef int rc
+    out[0] = 0.0
+    if tape.kept_root < 0:
+        return i >= tape.known_from          # no pass since: 0, unless it predates a compaction
+    if i > tape.kept_root:
+        return True                          # recorded after the pass
+    if not tape.kept_valid:
+        return False
+    if tape.kept_adj == NULL:
+        # Too large to keep: sweep again (same tape, same formulas, same
+        # numbers); the pass's Function results stand in for their backward.
+        n = tape.kept_root + 1 + tape.t.nleaves
+        buf = <double *>malloc(n * sizeof(double))
+        if buf == NULL:
+            return False
+        tape.fn_results = {} if tape.kept_fn_results is None else tape.kept_fn_results
+        try:
+            rc = ac_sweep(&tape.t, buf, buf + tape.kept_root + 1, tape.kept_root,
+                          tape.kept_seed, 0, &r)
+        finally:
+            tape.fn_results = None
+        if rc < 0:
+            tape.sweep_error = None
+            free(buf)
+            tape.kept_valid = False
+            return False
+        if r.exact:
+            for k in range(r.leaf_lo, r.leaf_hi + 1):
+                tape.t.leaf_flags[k] &= ~AC_LEAF_MARK
+        tape.kept_adj = buf
+        tape.kept_lo = r.lo
+    if i >= tape.kept_lo:
+        out[0] = tape.kept_adj[i]
+    return True

@@ -60,52 +60,71 @@ cdef Tape _owning_tape(Variable v):
 
 
 cdef inline Tape _tape_for(object a, int ka, object b, int kb):
-    """This thread's tape, checking that recorded operands belong to it."""
+    """This thread's tape, checking that recorded operands belong to it.
+    (A released Variable is welcome from anywhere: only its value is used.)"""
     cdef Tape tape = _thread_tape()
-    if ka >= K_NODE and (<Variable>a).owner != <PyObject *>tape or ka == K_RELEASED:
+    if ka == K_NODE and (<Variable>a).owner != <PyObject *>tape:
         _owning_tape(<Variable>a)
-    if kb >= K_NODE and (<Variable>b).owner != <PyObject *>tape or kb == K_RELEASED:
+    if kb == K_NODE and (<Variable>b).owner != <PyObject *>tape:
         _owning_tape(<Variable>b)
     return tape
 
 
 cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
-    """The operand reference of a recorded Variable (its node) or of a leaf
-    (AC_LEAF_REF | its entry in this tape's leaf table, made on first use)."""
+    """The operand reference of a recorded Variable (its node), of a leaf
+    (AC_LEAF_REF | its entry in this tape's leaf table, made on first use),
+    or of a released Variable (a leaf entry that refuses backward())."""
     cdef Variable v = <Variable>o
     if kind == K_NODE:
-        if v.kind != K_NODE:      # released by the compaction that made room
-            _owning_tape(v)
-        return v.index
+        if v.kind == K_NODE:
+            return v.index
+        kind = v.kind             # released by the compaction that made room
+    if kind == K_RELEASED:
+        return _new_leaf_entry(tape, v, AC_LEAF_RELEASED)
     if v.cache_tape == &tape.t:
         return AC_LEAF_REF | v.index
-    return _new_leaf_entry(tape, v)
+    if v.cache_tape != NULL and v.cache_tape.busy:
+        # Its current entry is on a tape whose backward pass is running (in
+        # another thread): that pass may still undo its gradients, so the
+        # entry stays current there and this one is a past entry.
+        return _new_leaf_entry(tape, v, 0)
+    return _new_leaf_entry(tape, v, AC_LEAF_CURRENT)
 
 
-cdef ac_node _new_leaf_entry(Tape tape, Variable leaf) except -1:
+cdef ac_node _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
+    """A new leaf-table entry for leaf: its current one (AC_LEAF_CURRENT),
+    a past one (0), or one standing for a released Variable's value."""
     cdef int64_t k = tape.t.nleaves
     cdef int rc = ac_reserve_leaves(&tape.t, 1)
     if rc == -2:
         raise MemoryError(f"the leaf table of this thread's tape is full ({AC_MAX_LEAVES:,} entries)")
     if rc < 0:
         raise MemoryError("out of memory growing the leaf table")
-    _detach(leaf)          # its entry on another thread's tape becomes a past one
+    if flags & AC_LEAF_CURRENT:
+        _detach(leaf)      # its entry on another tape becomes a past one
     Py_INCREF(leaf)
     tape.t.leaf_obj[k] = <void *>leaf
     tape.t.leaf_val[k] = leaf.value
     tape.t.leaf_version[k] = leaf.version
     tape.t.leaf_grad[k] = 0.0
-    tape.t.leaf_flags[k] = AC_LEAF_CURRENT
+    tape.t.leaf_flags[k] = flags
     tape.t.nleaves = k + 1
-    leaf.cache_tape = &tape.t
-    leaf.index = k
+    if flags & AC_LEAF_CURRENT:
+        leaf.cache_tape = &tape.t
+        leaf.index = k
+    else:
+        tape.t.ndetached += 1
+    tape.limit -= LEAF_ENTRY_BYTES // NODE_BYTES     # the entry counts in the budget
     return AC_LEAF_REF | k
 
 
 cdef inline int64_t _const(Tape tape, double c) except -1:
+    cdef int64_t before = tape.t.nconsts
     cdef int64_t k = ac_const_index(&tape.t, c)
     if k < 0:
         raise MemoryError("out of memory growing the constant pool of the tape")
+    if tape.t.nconsts != before:
+        tape.limit -= CONST_BYTES // NODE_BYTES     # a new constant counts in the budget
     return k
 
 
@@ -256,12 +275,10 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
 
         tape = _thread_tape()
         for j in range(n):
-            if kinds[j] >= K_NODE:
+            if kinds[j] == K_NODE:
                 _tape_for(items[j], kinds[j], None, K_CONST)
-        if tape.t.nargs + n + 1 > tape.args_compact_at:
-            # operand lists of data-heavy dot()/sum() grow faster than the node count
-            tape._compact_and_reschedule(1, n + 1)
-        _reserve(tape, 1)
+        # the operand list counts in the memory budget (may compact)
+        tape._make_room(1, (n + 1) * sizeof(uint32_t))
         if ac_reserve_args(&tape.t, n + 1) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
         offset = tape.t.nargs
@@ -273,9 +290,11 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
                 ref = <uint32_t>_operand(tape, items[j], kinds[j])
             tape.t.args[offset + 1 + j] = ref
         tape.t.nargs = offset + 1 + n
-        if op == AC_CUSTOM:
-            tape.functions[tape.t.size] = fn
-        return _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
+        tape.limit -= ((n + 1) * sizeof(uint32_t)) // NODE_BYTES
+        result = _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
+        if op == AC_CUSTOM:       # after the node is complete: nothing runs in between
+            tape.functions[(<Variable>result).index] = fn
+        return result
     finally:
         free(values)
         free(kinds)

@@ -63,6 +63,7 @@ static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
 /* leaf_flags bits */
 #define AC_LEAF_CURRENT    1   /* the leaf caches this entry: its gradient goes to leaf_grad */
 #define AC_LEAF_MARK       2   /* "reached", like AC_MARK on nodes */
+#define AC_LEAF_RELEASED   4   /* stands for a released Variable's value: backward() refuses it */
 
 #define AC_CONST_CACHE_BITS 8
 #define AC_CONST_CACHE      (1 << AC_CONST_CACHE_BITS)
@@ -107,7 +108,7 @@ typedef struct ac_tape {
 
     ac_custom_hook custom_backward;   /* set by the owner when it records AC_CUSTOM nodes */
     void *custom_ctx;
-    int sweeping;             /* a sweep is calling the hook: nothing may change the tape */
+    int busy;                 /* nonzero while the owner reads or rewrites the tape: nothing may change it */
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the

@@ -33,6 +33,7 @@ cdef extern from "tape.h" nogil:
     uint32_t AC_REF_CONST             # n-ary reference flag: a constant-pool index
     uint8_t AC_LEAF_CURRENT           # leaf_flags: the leaf caches this entry
     uint8_t AC_LEAF_MARK              # leaf_flags: reached
+    uint8_t AC_LEAF_RELEASED          # leaf_flags: a released Variable's value (no gradient)
 
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
@@ -47,12 +48,12 @@ cdef extern from "tape.h" nogil:
         double *leaf_val              #   value when recorded
         uint32_t *leaf_version        #   the leaf's version when recorded
         double *leaf_grad             #   gradient not yet handed to the leaf object
-        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
+        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK | AC_LEAF_RELEASED
         int64_t nleaves
         int64_t ndetached             # entries not current for their leaf
         ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
         void *custom_ctx
-        int sweeping                  # the hook is running: the tape must not change
+        int busy                      # nonzero: the owner is reading or rewriting the tape
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached

@@ -44,6 +44,8 @@ cdef class Variable:
     cdef double grad_value        # leaf: accumulated gradient; recorded: adjoint of the latest backward()
     cdef uint32_t version         # K_LEAF: bumped by every .data assignment
     cdef uint8_t kind             # K_CONST, K_LEAF, K_NODE or K_RELEASED
+    cdef uint8_t grad_unknown     # K_NODE made after a backward() whose adjoint for it is not
+                                  # known any more (see _kept_adjoint): .grad is None
     cdef ac_node index            # K_NODE: its node; K_LEAF: its current entry in cache_tape's leaf table
     cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
     cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
@@ -101,6 +103,8 @@ cdef class Variable:
         """
         if self.cache_tape != NULL:
             return self.grad_value + self.cache_tape.leaf_grad[self.index]
+        if self.grad_unknown:
+            return None
         return self.grad_value
 
     @grad.setter
@@ -445,14 +449,17 @@ cdef inline void _detach(Variable v) noexcept:
 cdef inline void _set_leaf_grad(Variable v, double g) noexcept:
     """Set .grad; for a leaf that includes what its current entry holds."""
     v.grad_value = g
+    v.grad_unknown = 0
     if v.cache_tape != NULL:
         v.cache_tape.leaf_grad[v.index] = 0.0
 
 
 cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
-    """A past leaf entry whose leaf has been assigned a new value since."""
+    """A past leaf entry whose leaf has been assigned a new value since, or
+    one standing for a released Variable: no gradient may flow through it."""
     return (not t.leaf_flags[k] & AC_LEAF_CURRENT
-            and (<Variable>t.leaf_obj[k]).version != t.leaf_version[k])
+            and (t.leaf_flags[k] & AC_LEAF_RELEASED
+                 or (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]))
 
 
 cdef int _check_label(object name) except -1:
@@ -488,6 +495,7 @@ cdef Variable _new_constant(double y):
     v.cache_tape = NULL
     v.version = 0
     v.kind = K_CONST
+    v.grad_unknown = 0
     v.prev = NULL
     v.next = NULL
     v.label = NULL
@@ -504,6 +512,7 @@ cdef inline Variable _new_node(Tape tape, ac_node i, double y):
     v.cache_tape = NULL
     v.version = 0
     v.kind = K_NODE
+    v.grad_unknown = 0
     v.label = NULL
     v.prev = NULL
     v.next = tape.live_head
