@@ -163,8 +163,9 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
         z = (<Variable>right).value
         kb = (<Variable>right).kind
 
-    # The value comes from the formula of the op that will be recorded, so a
-    # constant exponent uses ac_powc, exactly as its adjoint does.
+    # The value comes from the formula of the op that is (or would be, with
+    # grad enabled) recorded; ops.h gives the constant forms the same values,
+    # so requires_grad never changes a result.
     if kb == K_CONST and ka != K_CONST:
         y = ac_const_value(op_xc, x, -z if op == AC_SUB else z)
     elif ka == K_CONST and kb != K_CONST:
