@@ -35,6 +35,7 @@ import threading
 cdef extern from "Python.h":
     double PyLong_AsDouble(object o) except? -1.0
     unsigned long PyThread_get_thread_ident()
+    int PyErr_CheckSignals() except -1
 
 # Variable.kind
 cdef enum:

@@ -18,6 +18,17 @@ cdef int _sweep(Tape tape, double *adj, ac_node root, double seed, int deliver,
     return 0
 
 
+cdef int _poll_interrupt(void *ctx) noexcept:
+    """ac_tape.poll: between blocks of a long sweep, run Python's signal
+    handlers (Ctrl-C raises KeyboardInterrupt there); stop if one raised."""
+    try:
+        PyErr_CheckSignals()
+    except BaseException as e:
+        (<Tape>ctx).sweep_error = e
+        return 1
+    return 0
+
+
 cdef int _deliver(Tape tape, double *leaf_adj, ac_sweep_result *swept, ac_node root,
                   dict wanted, list out) except -1:
     """Finish handing the leaf entries the sweep reached their gradients:

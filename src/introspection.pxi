@@ -300,11 +300,10 @@ cdef bint _kept_adjoint(Tape tape, ac_node i, double *out) except -1:
                           tape.kept_seed, 0, &r)
         finally:
             tape.fn_results = None
-        if rc < 0:
-            tape.sweep_error = None
+        if rc < 0:                           # interrupted (Ctrl-C), or a Function failed
             free(buf)
             tape.kept_valid = False
-            return False
+            tape._raise_sweep_error()
         if r.exact:
             for k in range(r.leaf_lo, r.leaf_hi + 1):
                 tape.t.leaf_flags[k] &= ~AC_LEAF_MARK

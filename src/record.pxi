@@ -196,7 +196,7 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
 
 cdef object _unary(int op, object arg):
     cdef double x, y
-    cdef int ka
+    cdef int ka = K_CONST
     cdef Tape tape
     cdef ac_node ia
     cdef ac_thread_state *ts

@@ -22,6 +22,8 @@ cdef extern from "tape.h":
     ctypedef int64_t ac_node          # node index = creation order = topological order
     # called by the sweep with the GIL held (so not nogil): runs a Function's backward
     ctypedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g) noexcept
+    # called with the GIL between blocks of a long sweep: nonzero stops it (Ctrl-C)
+    ctypedef int (*ac_poll_hook)(void *ctx) noexcept
 
 cdef extern from "tape.h" nogil:
     ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
@@ -52,7 +54,8 @@ cdef extern from "tape.h" nogil:
         int64_t nleaves
         int64_t ndetached             # entries not current for their leaf
         ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
-        void *custom_ctx
+        ac_poll_hook poll                 # asked between blocks of long sweeps: stop?
+        void *custom_ctx                  # the hooks' context (the Tape object)
         int busy                      # nonzero: the owner is reading or rewriting the tape
 
     ctypedef struct ac_sweep_result:

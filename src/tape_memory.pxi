@@ -89,6 +89,7 @@ cdef class Tape:
     def __cinit__(self):
         ac_tape_init(&self.t)
         self.t.custom_backward = _function_backward
+        self.t.poll = _poll_interrupt
         self.t.custom_ctx = <void *>self
         self.functions = {}
         self.const_objs = {}
