@@ -28,6 +28,12 @@ Workloads (benchmarks/workloads.py, the code compare.py times):
 Both are checked for subnormal values and adjoints at every size run
 (workloads.subnormals: about 40 s of NumPy and float loops at 10^8 nodes).
 
+Times are CPU time of the measuring process (time.process_time: user +
+system, so page faults count), not wall time: the machines these run on are
+shared, and a process waiting for a core is not autograd_c's cost.  Both are
+kept in the JSON; the table notes the median wall / CPU ratio of each size
+(1.00 on a quiet machine).
+
 Sizes are tape nodes as autograd_c records them (a 10^8-node chain is
 33,333,333 iterations).  Memory, from the first round of each process
 (median): "RSS" is the growth of resident memory while recording, "peak" the
@@ -92,9 +98,10 @@ def _reset_peak():
 
 
 def _timed(fn):
-    t0 = time.perf_counter()
+    """(CPU seconds, wall seconds) of fn(): see CPU time in the module docstring."""
+    c0, t0 = time.process_time(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - c0, time.perf_counter() - t0
 
 
 def measure(name, size, quick):
@@ -118,7 +125,7 @@ def measure(name, size, quick):
         first = not out["rounds"]
         gc.collect()
         floats.leaves()
-        t_floats = _timed(floats.forward)
+        t_floats, w_floats = _timed(floats.forward)
         expected = floats.output()
         floats.release()
         gc.collect()
@@ -127,14 +134,14 @@ def measure(name, size, quick):
             nodes_before = ag.tape_stats()["nodes"]
             rss_before = _status("VmRSS")
             peak_reset = _reset_peak()
-        t_forward = _timed(ac.forward)
+        t_forward, w_forward = _timed(ac.forward)
         if first:
             stats = ag.tape_stats()
             out["nodes"] = stats["nodes"] - nodes_before
             out["rss_bytes"] = _status("VmRSS") - rss_before
             out["tape_bytes"] = stats["bytes"]
             out["tape_stats"] = stats
-        t_backward = _timed(ac.backward)
+        t_backward, w_backward = _timed(ac.backward)
         if first:
             out["peak_bytes"] = _status("VmHWM") - rss_before if peak_reset else None
         value, grads = ac.result()
@@ -148,7 +155,9 @@ def measure(name, size, quick):
         elif W.agree((value, grads), (out["value"], out["grads"]), tol=0.0):
             out["status"] = "WRONG: the answer changed between rounds"
             return out
-        out["rounds"].append({"floats_s": t_floats, "forward_s": t_forward, "backward_s": t_backward})
+        out["rounds"].append({"floats_s": t_floats, "forward_s": t_forward, "backward_s": t_backward,
+                              "floats_wall_s": w_floats, "forward_wall_s": w_forward,
+                              "backward_wall_s": w_backward})
         if len(out["rounds"]) >= MIN_ROUNDS and time.perf_counter() - start > budget:
             break
     out["status"] = "ok"
@@ -219,6 +228,9 @@ def summarize(name, target, size, runs, subnormal):
     row["forward_over_floats"] = row["forward_best_ns"] / row["floats_best_ns"]
     row["forward_over_floats_median"] = statistics.median(rd["forward_s"] / rd["floats_s"] for rd in rounds)
     row["rounds"] = len(rounds)
+    row["wall_over_cpu"] = statistics.median(
+        rd[f"{phase}_wall_s"] / rd[f"{phase}_s"] for rd in rounds for phase in ("floats", "forward", "backward")
+        if rd[f"{phase}_s"] > 0)
     for key in ("rss_bytes", "peak_bytes", "tape_bytes"):
         values = [r[key] for r in runs if r.get(key) is not None]
         row[f"{key}_per_node"] = statistics.median(values) / n if values else None
@@ -239,8 +251,12 @@ def run_all(workloads, sizes, quick, processes=None, log=sys.stderr):
             count = processes or processes_for(target, quick)
             limit = 120 + target * 5e-6                  # generous: 620 s at 10^8 nodes
             runs = []
-            for _ in range(count):
+            for k in range(count):
+                t1 = time.perf_counter()
                 runs.append(run_process(name, size, quick, limit))
+                if time.perf_counter() - t1 > 10:
+                    print(f"    process {k + 1}/{count}: {runs[-1].get('status')} "
+                          f"[{time.perf_counter() - t1:.0f} s]", file=log, flush=True)
                 if runs[-1].get("status") != "ok":
                     break
             row = summarize(name, target, size, runs, subnormal)
@@ -275,9 +291,13 @@ def format_markdown(rows, meta):
         "# Cost per node against graph size",
         "",
         f"{meta['date']}; {meta['cpu']} ({meta['cores']} cores); Python {meta['python']}; "
-        f"{meta['platform']}; autograd_c {meta.get('version') or '?'}.  Command: `{meta['command']}`.",
+        f"{meta['platform']}; autograd_c {meta.get('version') or '?'}.  Command: `{meta['command']}`."
+        + (f"  Load average (5 min): {meta['load_start']} at the start, {meta['load']} at the end."
+           if meta.get("load_start") is not None else ""),
         "",
-        "ns per tape node: best round / median round over all rounds of all fresh processes; "
+        "CPU ns per tape node (process_time: user + system, page faults included; the machine is shared, "
+        "and \"wall / CPU\" gives the median ratio of wall-clock to CPU time, 1.00 when the process had a core "
+        "to itself): best round / median round over all rounds of all fresh processes; "
         "\"first\": the first recording in each process (median over processes); forward / floats: best "
         "forward over best plain-float run of the same code.  Bytes per tape node (median over processes): "
         "RSS growth while recording, peak RSS above the start during forward + backward, the tape's own "
@@ -292,12 +312,12 @@ def format_markdown(rows, meta):
                                        if name == "mlp" else ""), "",
                   f"| tape nodes | {unit} | processes x rounds | floats ns/node | forward ns/node best / median "
                   "| first forward | forward / floats | backward ns/node best / median | first backward "
-                  "| RSS B/node | peak B/node | tape B/node |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| RSS B/node | peak B/node | tape B/node | wall / CPU |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mine:
             if r["status"] != "ok":
                 lines.append(f"| {_power(r['target'])} | {r['size']:,} | {r['processes']} | {r['status']} "
-                             "| | | | | | | | |")
+                             "| | | | | | | | | |")
                 continue
             n = r["nodes"]
             lines.append(
@@ -308,7 +328,7 @@ def format_markdown(rows, meta):
                 f"| {_ns(r['backward_best_ns'])} / {_ns(r['backward_median_ns'])} "
                 f"| {_ns(r['first_backward_median_ns'])} "
                 f"| {_bytes(r['rss_bytes_per_node'], n)} | {_bytes(r['peak_bytes_per_node'], n)} "
-                f"| {r['tape_bytes_per_node']:.1f} |")
+                f"| {r['tape_bytes_per_node']:.1f} | {r.get('wall_over_cpu', float('nan')):.2f} |")
     notes = []
     for r in rows:
         if r.get("subnormal"):
@@ -365,7 +385,7 @@ def plot(rows, path):
         for at, text in ((TWO_20, "2^20"), (TWO_27, "2^27")):
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.text(at, 0.98, f" {text}", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
-    left.set_ylabel("ns per tape node (line: best round; band: to the median)")
+    left.set_ylabel("CPU ns per tape node (line: best round; band: to the median)")
     left.set_title("time per node")
     right.set_ylabel("bytes per tape node")
     right.set_title("memory per node")
@@ -388,7 +408,8 @@ def machine():
         pass
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load": round(os.getloadavg()[1], 1)}
 
 
 def write_outputs(rows, meta, out, no_chart=False):
@@ -441,9 +462,11 @@ def main(argv=None):
             parser.error(f"unknown workload {name!r}; choose from {', '.join(SCALE_WORKLOADS)}")
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
     t0 = time.perf_counter()
+    load_start = round(os.getloadavg()[1], 1)
     rows = run_all(workloads, sizes, args.quick, args.processes)
     meta = machine()
     meta["quick"] = args.quick
+    meta["load_start"] = load_start
     meta["command"] = " ".join(["python benchmarks/bench_scale.py"] + list(sys.argv[1:] if argv is None else argv))
     meta["version"] = next((r["version"] for r in rows if r.get("version")), None)
     meta["seconds"] = round(time.perf_counter() - t0, 1)
