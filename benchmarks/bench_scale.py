@@ -412,12 +412,24 @@ def machine():
             "load": round(os.getloadavg()[1], 1)}
 
 
+def _rounded(obj):
+    """Floats to 6 significant digits (the JSON's per-round times), recursively."""
+    if isinstance(obj, float):
+        return float(f"{obj:.6g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
 def write_outputs(rows, meta, out, no_chart=False):
     text = format_markdown(rows, meta)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    with open(out + ".json", "w") as f:      # one line per row: the per-round data makes it long
+        f.write('{"meta": ' + json.dumps(meta) + ',\n "rows": [\n'
+                + ",\n".join(json.dumps(_rounded(r), separators=(",", ":")) for r in rows) + "]}\n")
     chart = ""
     if not no_chart:
         try:

@@ -355,7 +355,8 @@ def machine():
         cpu = platform.processor() or cpu
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load": round(os.getloadavg()[1], 1)}
 
 
 def format_markdown(rows, meta):
@@ -364,7 +365,9 @@ def format_markdown(rows, meta):
         "# autograd_c and its peers",
         "",
         f"{meta['date']}; {meta['cpu']} ({meta['cores']} cores); Python {meta['python']}; "
-        f"{meta['platform']}.  Command: `{meta['command']}`.",
+        f"{meta['platform']}.  Command: `{meta['command']}`."
+        + (f"  Load average (5 min): {meta['load_start']} at the start, {meta['load']} at the end."
+           if meta.get("load_start") is not None else ""),
         "",
         "Versions: " + ", ".join(f"{p} {v}" for p, v in meta["versions"].items() if v) + ".",
         "",
@@ -475,8 +478,7 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    short = {("mlp", "autograd_c"): "autograd_c\n(nn.MLP, optim.SGD)",
-             ("mlp", "autograd_c_dropin"): "autograd_c drop-in\n(micrograd's code)"}
+    short = {("mlp", "autograd_c"): "autograd_c\nidiomatic", ("mlp", "autograd_c_dropin"): "autograd_c\ndrop-in"}
     fig, axes = plt.subplots(1, len(W.WORKLOADS), figsize=(6 * len(W.WORKLOADS), 5), sharey=True)
     phases = [("forward", "forward"), ("backward", "backward"), ("replay", "replay (value+grad)")]
     colors = {"forward": "#4c72b0", "backward": "#dd8452", "replay": "#55a868"}
@@ -577,11 +579,13 @@ def main(argv=None):
     if "autograd_c" not in peers:
         peers.insert(0, "autograd_c")
     t0 = time.perf_counter()
+    load_start = round(os.getloadavg()[1], 1)
     subnormal = check_subnormals(peers, workloads, args.quick)
     rows = run_all(peers, workloads, args.quick)
     meta = machine()
     meta["subnormal"] = subnormal
     meta["quick"] = args.quick
+    meta["load_start"] = load_start
     meta["command"] = " ".join(["python benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv))
     meta["versions"] = {}
     for r in rows:
