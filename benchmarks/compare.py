@@ -50,6 +50,14 @@ for every peer; see workloads.py):
   bytes/node RSS growth while recording, per node
 MLP training step: forward + backward + SGD update of all 337 parameters, ms.
 
+Clock: by default every phase is timed in CPU time of the measuring process
+(time.process_time: user + system time of all its threads), not wall-clock
+time: the machines these numbers come from are shared, and time spent
+waiting for a core is nobody's cost, but it biases wall-clock ratios (a peer
+that needs seconds per round rarely finds a quiet window, autograd_c's
+milliseconds often do).  On a quiet machine the two agree for
+single-threaded work; --clock wall gives elapsed time.
+
 Before the run, workloads.subnormals() checks every workload at the sizes
 timed for subnormal values or adjoints (which slow floating point down on
 x86); any it finds are printed and noted under the table.
@@ -83,19 +91,23 @@ JAX_FULL_CHAIN_LIMIT = 120
 # In the subprocess
 # ---------------------------------------------------------------------------
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]            # set by --clock; see "Clock" in the module docstring
+
+
 def _timed(fn):
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _loop(fn):
     """Mean time per call over a loop lasting at least LOOP_TIME."""
-    calls, t0 = 0, time.perf_counter()
+    calls, t0 = 0, clock()
     while True:
         fn()
         calls += 1
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         if elapsed >= LOOP_TIME:
             return elapsed / calls
 
@@ -298,7 +310,7 @@ def check_subnormals(peers, workloads, quick, log=sys.stderr):
     return found
 
 
-def run_all(peers, workloads, quick, log=sys.stderr):
+def run_all(peers, workloads, quick, clock_name="cpu", log=sys.stderr):
     mode = "quick" if quick else "full"
     rows = []
     for name in workloads:
@@ -311,7 +323,7 @@ def run_all(peers, workloads, quick, log=sys.stderr):
             if not info.available():
                 row = {**base, "status": f"not installed (pip install {info.module})"}
             else:
-                args = ["--measure", peer, name] + (["--quick"] if quick else [])
+                args = ["--measure", peer, name, "--clock", clock_name] + (["--quick"] if quick else [])
                 row = {**base, **run_subprocess(args, TIME_LIMIT[mode])}
             rows.append(row)
             print(f"  {name:6s} {peer:11s} {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
@@ -320,7 +332,7 @@ def run_all(peers, workloads, quick, log=sys.stderr):
             size = W.SIZES["chain"][0]
             t0 = time.perf_counter()
             row = {"peer": "jax", "workload": "chain", "size": size, "nodes": 3 * size, "extra": True,
-                   **run_subprocess(["--measure", "jax", "chain", "--size", str(size)],
+                   **run_subprocess(["--measure", "jax", "chain", "--size", str(size), "--clock", clock_name],
                                     JAX_FULL_CHAIN_LIMIT)}
             rows.append(row)
             print(f"  chain  jax (full size) {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
@@ -371,7 +383,8 @@ def format_markdown(rows, meta):
         "",
         "Versions: " + ", ".join(f"{p} {v}" for p, v in meta["versions"].items() if v) + ".",
         "",
-        "ns/node: best round's time / the workload's scalar node count (same count for every peer). "
+        f"Times are {'CPU time of the measuring process' if meta.get('clock', 'wall') == 'cpu' else 'wall-clock time'}"
+        ". ns/node: best round's time / the workload's scalar node count (same count for every peer). "
         "(Nx): ratio to autograd_c measured in the same subprocess; replay's ratio is to autograd_c's "
         "forward + backward. / floats: forward time / plain-float time of the same code.",
         "",
@@ -549,10 +562,14 @@ def main(argv=None):
                         "benchmarks/results/latest, or .../quick with --quick)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
     parser.add_argument("--from-json", metavar="FILE", help="re-render FILE.md and FILE.png from a saved FILE.json")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu (default): CPU time of the measuring process; wall: elapsed time")
     parser.add_argument("--measure", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
 
     if args.measure:
         print(json.dumps(measure(*args.measure, args.quick, args.size)))
@@ -581,10 +598,11 @@ def main(argv=None):
     t0 = time.perf_counter()
     load_start = round(os.getloadavg()[1], 1)
     subnormal = check_subnormals(peers, workloads, args.quick)
-    rows = run_all(peers, workloads, args.quick)
+    rows = run_all(peers, workloads, args.quick, args.clock)
     meta = machine()
     meta["subnormal"] = subnormal
     meta["quick"] = args.quick
+    meta["clock"] = args.clock
     meta["load_start"] = load_start
     meta["command"] = " ".join(["python benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv))
     meta["versions"] = {}
