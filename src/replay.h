@@ -181,7 +181,8 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
  *   weight    [B] the adjoint seed of each row (1/B gives a mean), or NULL for 1
  * grad_rows seeds each row with its weight too.  nthreads rows are split
  * into nthreads contiguous ranges (POSIX threads; one thread without them).
- * block: rows per block, 0 for the default.  On a nonzero return every
+ * block: rows per block, 0 for the default (AC_REPLAY_DEFAULT_BLOCK, less
+ * for large programs).  On a nonzero return every
  * given output array is filled with nan, and st->row is the first row that
  * flipped a guard or failed a hook. */
 typedef struct ac_batch {
@@ -197,7 +198,7 @@ typedef struct ac_batch {
 
 int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks, ac_status *st);
 
-#define AC_REPLAY_DEFAULT_BLOCK 64   /* rows per block; see docs/replay.md for the measurement */
+#define AC_REPLAY_DEFAULT_BLOCK 128  /* rows per block at most by default (docs/replay.md) */
 #define AC_REPLAY_MAX_BLOCK 1024
 
 #endif /* AUTOGRAD_C_REPLAY_H */
