@@ -2,8 +2,9 @@
  *
  * Reads the tape (never writes it, never keeps a pointer into it), builds
  * the intermediate form of replay_ir.h, runs the passes of
- * replay_passes.c, and emits the flat program.  The sweeps that evaluate a
- * program live in replay_eval.c (one row) and replay_batch.c (many rows).
+ * replay_passes.c, and emits the flat program (whose checks and derived
+ * arrays are in replay_program.c).  The sweeps that evaluate a program live
+ * in replay_eval.c (one row) and replay_batch.c (many rows).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -346,61 +347,6 @@ static int32_t rp_slot(const rp_ir *ir, const int32_t *new_instr, const int32_t 
     }
 }
 
-/* Mark in `mark` (over instructions below `end`) what instruction slot
- * `from` reaches; returns the count.  Operates on the emitted program. */
-static int64_t rp_reach(const ac_program *p, uint8_t *mark, int32_t from, int32_t end)
-{
-    int32_t base = p->n_inputs + p->n_consts, i;
-    int64_t count = 0;
-    if (from < base) return 0;
-    mark[from - base] = 1;
-    for (i = end - 1; i >= 0; --i) {
-        if (!mark[i]) continue;
-        ++count;
-        if (rp_is_nary(p->op[i])) {
-            int64_t k;
-            for (k = p->a[i]; k < (int64_t)p->a[i] + p->b[i]; ++k)
-                if (p->args[k] >= base) mark[p->args[k] - base] = 1;
-        } else {
-            if (p->a[i] >= base) mark[p->a[i] - base] = 1;
-            if (rp_is_binary(p->op[i]) && p->b[i] >= base) mark[p->b[i] - base] = 1;
-        }
-    }
-    return count;
-}
-
-/* Each output's reverse range and, where it skips something, its bitmap. */
-static int rp_emit_masks(ac_program *p)
-{
-    int32_t base = p->n_inputs + p->n_consts, j;
-    int64_t words_cap = 0;
-    uint8_t *mark = rp_zalloc(p->n_instr, 1);
-    if (mark == NULL) return -1;
-    for (j = 0; j < p->n_outputs; ++j) {
-        int32_t s = p->outputs[j], end = s >= base ? s - base + 1 : 0, i;
-        int64_t words = ((int64_t)end + 63) / 64;
-        p->rev_end[j] = end;
-        p->mask_at[j] = -1;
-        if (rp_reach(p, mark, s, end) < end) {
-            if (p->n_mask_words + words > words_cap) {
-                int64_t cap = 2 * words_cap > p->n_mask_words + words ? 2 * words_cap : p->n_mask_words + words;
-                uint64_t *q = (uint64_t)cap > SIZE_MAX / 8 ? NULL : realloc(p->masks, (size_t)cap * 8);
-                if (q == NULL) { free(mark); return -1; }
-                p->masks = q;
-                words_cap = cap;
-            }
-            p->mask_at[j] = p->n_mask_words;
-            memset(p->masks + p->n_mask_words, 0, (size_t)words * 8);
-            for (i = 0; i < end; ++i)
-                if (mark[i]) p->masks[p->n_mask_words + i / 64] |= (uint64_t)1 << (i % 64);
-            p->n_mask_words += words;
-        }
-        memset(mark, 0, (size_t)end);
-    }
-    free(mark);
-    return 0;
-}
-
 static int64_t rp_scalar_nodes(const ac_program *p)
 {
     int32_t i;
@@ -422,8 +368,6 @@ static int rp_alloc_program(ac_program *p)
     p->args = rp_alloc(p->n_args, sizeof *p->args);
     p->consts = rp_alloc(p->n_consts, sizeof *p->consts);
     p->outputs = rp_alloc(m, sizeof *p->outputs);
-    p->rev_end = rp_alloc(m, sizeof *p->rev_end);
-    p->mask_at = rp_alloc(m, sizeof *p->mask_at);
     p->guard_kind = rp_alloc(g, 1);
     p->guard_expected = rp_alloc(g, 1);
     p->guard_a = rp_alloc(g, sizeof *p->guard_a);
@@ -431,8 +375,7 @@ static int rp_alloc_program(ac_program *p)
     p->guard_index = rp_alloc(g, sizeof *p->guard_index);
     p->custom_instr = rp_alloc(p->n_custom, sizeof *p->custom_instr);
     p->custom_node = rp_alloc(p->n_custom, sizeof *p->custom_node);
-    if (!p->op || !p->a || !p->b || !p->args || !p->consts || !p->outputs || !p->rev_end
-        || !p->mask_at || !p->guard_kind || !p->guard_expected || !p->guard_a || !p->guard_b
+    if (!p->op || !p->a || !p->b || !p->args || !p->consts || !p->outputs || !p->guard_kind || !p->guard_expected || !p->guard_a || !p->guard_b
         || !p->guard_index || !p->custom_instr || !p->custom_node)
         return -1;
     return 0;
@@ -566,10 +509,9 @@ static int rp_emit(rp_ir *ir, unsigned passes, ac_program *p, ac_status *st)
         p->guard_index[k] = j;
         ++k;
     }
-    if (rp_emit_masks(p) < 0) goto done;
-    code = AC_RP_OK;
+    code = ac_program_finish(p, st);
 done:
-    if (code == AC_RP_NOMEM) rp_fail(st, AC_RP_NOMEM, -1, "out of memory compiling the graph");
+    if (code == AC_RP_NOMEM && st->code == 0) rp_fail(st, AC_RP_NOMEM, -1, "out of memory compiling the graph");
     free(final); free(reach); free(used); free(new_instr); free(new_const); free(order);
     return code;
 }
@@ -667,14 +609,4 @@ done:
     rp_ir_free(&ir);
     if (code) ac_program_free(p);
     return code;
-}
-
-void ac_program_free(ac_program *p)
-{
-    free(p->op); free(p->a); free(p->b); free(p->args); free(p->consts);
-    free(p->outputs); free(p->rev_end); free(p->mask_at); free(p->masks);
-    free(p->guard_kind); free(p->guard_expected); free(p->guard_a); free(p->guard_b);
-    free(p->guard_index);
-    free(p->custom_instr); free(p->custom_node);
-    memset(p, 0, sizeof *p);
 }

@@ -104,11 +104,6 @@ typedef struct ac_program {
     double *consts;           /* [n_consts] constant values */
 
     int32_t *outputs;         /* [n_outputs] slot of each output */
-    int32_t *rev_end;         /* [n_outputs] output j reaches only instructions below rev_end[j] */
-    int64_t *mask_at;         /* [n_outputs] -1: j reaches every instruction below rev_end[j];
-                                 else j's reach is the bitmap masks[mask_at[j] ...] */
-    uint64_t *masks;          /* [n_mask_words] */
-    int64_t n_mask_words;
 
     uint8_t *guard_kind;      /* [n_guards] enum ac_guard_kind */
     uint8_t *guard_expected;  /* [n_guards] 1 or 0 */
@@ -117,6 +112,13 @@ typedef struct ac_program {
 
     int32_t *custom_instr;    /* [n_custom] instruction of each custom id */
     int64_t *custom_node;     /* [n_custom] the tape node it was compiled from */
+
+    /* Derived by ac_program_finish (not part of a serialised program): */
+    int32_t *rev_end;         /* [n_outputs] output j reaches only instructions below rev_end[j] */
+    int64_t *mask_at;         /* [n_outputs] -1: j reaches every instruction below rev_end[j];
+                                 else j's reach is the bitmap masks[mask_at[j] ...] */
+    uint64_t *masks;          /* [n_mask_words] */
+    int64_t n_mask_words;
 } ac_program;
 
 /* Compile outputs[0..n_outputs) (node indices or AC_LEAF_REF | entry) of
@@ -130,7 +132,17 @@ int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
                const int32_t *leaf_input, int32_t n_inputs,
                const ac_guard *guards, int32_t n_guards,
                unsigned passes, ac_program *p, ac_compile_stats *stats, ac_status *st);
-void ac_program_free(ac_program *p);
+void ac_program_free(ac_program *p);       /* frees every array (malloc'd); p becomes empty */
+
+/* Check the primary arrays of p (everything above "Derived") and compute
+ * the derived ones.  ac_compile calls it; a loader of a serialised program
+ * fills the primary arrays with malloc'd memory, sets the derived pointers
+ * to NULL and calls it: a program that passes cannot make a sweep read or
+ * write outside its buffers (every slot in range, operands below results,
+ * a custom table matching the AC_CUSTOM instructions).  Returns 0, or
+ * AC_RP_INVALID / AC_RP_NOMEM with st->what and st->index (the
+ * instruction, output or guard at fault). */
+int ac_program_finish(ac_program *p, ac_status *st);
 
 /* ---- evaluating --------------------------------------------------------- */
 

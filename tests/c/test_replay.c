@@ -13,8 +13,8 @@
  *               any block size and thread count; summed gradients within
  *               TOL_REL of the sum of the rows' Jacobians.
  * Run by tests/test_replay_c.py; by hand:
- *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape.c src/replay.c \
- *      src/replay_passes.c src/replay_eval.c src/replay_batch.c -lm -pthread -o /tmp/test_replay
+ *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape.c src/replay*.c \
+ *      -lm -pthread -o /tmp/test_replay
  *   /tmp/test_replay [graphs]      (random graphs, default 3000)
  */
 #include <math.h>
@@ -705,6 +705,107 @@ static void test_shared_input(void)
     free(g);
 }
 
+/* ---- a program from bytes: ac_program_finish --------------------------------- */
+
+static void random_graph(graph *g, int special_percent, int with_custom);
+
+static void *dup_array(const void *src, size_t bytes)
+{
+    void *q = malloc(bytes + 1);
+    if (bytes) memcpy(q, src, bytes);
+    return q;
+}
+
+/* The primary arrays of src, copied, as a loader would fill them. */
+static void program_copy(const ac_program *src, ac_program *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->n_inputs = src->n_inputs; dst->n_consts = src->n_consts; dst->n_instr = src->n_instr;
+    dst->n_slots = src->n_slots; dst->n_outputs = src->n_outputs; dst->n_guards = src->n_guards;
+    dst->n_custom = src->n_custom; dst->n_args = src->n_args;
+    dst->op = dup_array(src->op, (size_t)src->n_instr);
+    dst->a = dup_array(src->a, 4 * (size_t)src->n_instr);
+    dst->b = dup_array(src->b, 4 * (size_t)src->n_instr);
+    dst->args = dup_array(src->args, 4 * (size_t)src->n_args);
+    dst->consts = dup_array(src->consts, 8 * (size_t)src->n_consts);
+    dst->outputs = dup_array(src->outputs, 4 * (size_t)src->n_outputs);
+    dst->guard_kind = dup_array(src->guard_kind, (size_t)src->n_guards);
+    dst->guard_expected = dup_array(src->guard_expected, (size_t)src->n_guards);
+    dst->guard_a = dup_array(src->guard_a, 4 * (size_t)src->n_guards);
+    dst->guard_b = dup_array(src->guard_b, 4 * (size_t)src->n_guards);
+    dst->guard_index = dup_array(src->guard_index, 4 * (size_t)src->n_guards);
+    dst->custom_instr = dup_array(src->custom_instr, 4 * (size_t)src->n_custom);
+    dst->custom_node = dup_array(src->custom_node, 8 * (size_t)src->n_custom);
+}
+
+/* Corrupt one field of a copy: ac_program_finish rejects it, or the
+ * program it accepts evaluates without touching memory outside its buffers
+ * (the sanitizer build checks that). */
+static void corrupt_and_check(const ac_program *good, hook_ctx *hc)
+{
+    static const int32_t odd[] = {-1, 0, 1, 2, 7, 100, INT32_MAX, INT32_MIN};
+    ac_program p;
+    ac_status st;
+    int32_t v = odd[rnd_int(8)];
+    int field = rnd_int(10);
+    program_copy(good, &p);
+    switch (field) {
+    case 0: if (p.n_instr) p.op[rnd_int(p.n_instr)] = (uint8_t)rnd_int(256); break;
+    case 1: if (p.n_instr) p.a[rnd_int(p.n_instr)] = v; break;
+    case 2: if (p.n_instr) p.b[rnd_int(p.n_instr)] = v; break;
+    case 3: if (p.n_args) p.args[rnd_int((int)p.n_args)] = v; break;
+    case 4: if (p.n_outputs) p.outputs[rnd_int(p.n_outputs)] = v; break;
+    /* counts: a loader allocates what the counts say, so only smaller
+     * counts (over longer arrays) or inconsistent ones can be tried here */
+    case 5: p.n_instr -= rnd_int(2); p.n_slots -= rnd_int(2); break;
+    case 6: if (p.n_consts) { p.n_consts -= 1; p.n_slots -= rnd_int(2); } break;
+    case 7: if (p.n_custom) p.custom_instr[rnd_int(p.n_custom)] = v; else p.n_custom = -1; break;
+    case 8: p.n_args = v < 0 ? v : p.n_args - (p.n_args > 0); break;
+    default: if (p.n_instr) p.op[rnd_int(p.n_instr)] = (uint8_t)rnd_int(AC_NUM_OPS); break;
+    }
+    if (ac_program_finish(&p, &st) == 0) {
+        ac_workspace ws;
+        ac_hooks hooks = {rp_hook_forward, rp_hook_backward, hc};
+        double x[256] = {0}, y[16], jac[16 * 256], X[4 * 256] = {0}, Y[64], G[16 * 256];
+        ac_batch b;
+        hc->p = &p;
+        if (p.n_inputs <= 256 && p.n_outputs <= 16 && ac_workspace_init(&ws, &p) == 0) {
+            ac_eval(&p, &ws, &hooks, x, y, jac, &st);
+            ac_workspace_free(&ws);
+            memset(&b, 0, sizeof b);
+            b.rows = 3; b.x = X; b.y = Y; b.grad_sum = G; b.block = 2;
+            ac_eval_batch(&p, &b, &hooks, &st);
+        }
+    } else {
+        CHECK(st.code == AC_RP_INVALID && st.what[0], "finish: %d", st.code);
+    }
+    ac_program_free(&p);
+}
+
+static void test_program_finish(int count)
+{
+    graph *g = malloc(sizeof *g);
+    int i, k;
+    hook_ctx hc = {0};
+    for (i = 0; i < count; ++i) {
+        ac_program good, copy;
+        ac_status st;
+        random_graph(g, 10, 1);
+        if (compile(g, i % 2 ? AC_PASS_ALL : 0, &good, NULL) == 0) {
+            program_copy(&good, &copy);       /* a faithful copy finishes to the same program */
+            CHECK(ac_program_finish(&copy, &st) == 0, "finish of a copy: %s", st.what);
+            CHECK(copy.n_mask_words == good.n_mask_words, "masks");
+            for (k = 0; k < good.n_outputs; ++k)
+                CHECK(copy.rev_end[k] == good.rev_end[k] && copy.mask_at[k] == good.mask_at[k], "rev_end");
+            ac_program_free(&copy);
+            for (k = 0; k < 5; ++k) corrupt_and_check(&good, &hc);
+            ac_program_free(&good);
+        }
+        ac_tape_free(&g->t);
+    }
+    free(g);
+}
+
 /* ---- random graphs ------------------------------------------------------------ */
 
 static double random_value(int special_percent)
@@ -884,6 +985,7 @@ int main(int argc, char **argv)
     test_errors();
     test_shared_input();
     test_random_graphs(graphs);
+    test_program_finish(graphs / 3);
     printf("%d checks, %d failures; largest |difference| / (scale + |a| + |b|) where order may differ: %.3g\n",
            checks, failures, max_rel_seen);
     return failures != 0;
