@@ -27,8 +27,9 @@ else:
     compile_args += ["-Wno-unused-function", "-ffp-contract=off", "-pthread"]
     link_args = ["-pthread"]
 
-REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c", "src/replay_batch.c"]
-REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h"]
+REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c",
+                  "src/replay_batch.c", "src/replay_kernels.c"]
+REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h"]
 
 extension = Extension(
     "autograd_c._core",

@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMON = ["tests/c/test_replay.c", "src/tape.c", "src/replay.c", "src/replay_passes.c",
-          "src/replay_program.c", "src/replay_eval.c"]
-BATCH = "src/replay_batch.c"
+          "src/replay_program.c", "src/replay_eval.c", "src/replay_batch.c"]
+KERNELS = "src/replay_kernels.c"   # built twice: with the AVX2 variant, and portable only
 FLAGS = ["-std=c99", "-ffp-contract=off", "-pthread", "-Wall", "-Wextra", "-Werror",
          "-Wno-unused-function", "-Isrc", "-Itests/c"]
 GRAPHS = "3000"     # random graphs per run (about a second)
@@ -61,11 +61,11 @@ def executables(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("replay_c")
     objs = [tmp / (Path(s).stem + ".o") for s in COMMON]
     jobs = [(s, o, ["-O3"]) for s, o in zip(COMMON, objs)]
-    jobs += [(BATCH, tmp / "batch.o", ["-O3"]), (BATCH, tmp / "batch_base.o", ["-O3", "-DRP_NO_CLONES"])]
+    jobs += [(KERNELS, tmp / "kernels.o", ["-O3"]), (KERNELS, tmp / "kernels_base.o", ["-O3", "-DRP_NO_CLONES"])]
     error = _compile_all(cc, jobs)
     assert error is None, error
     exes = {}
-    for name, batch in (("dispatched", "batch.o"), ("baseline", "batch_base.o")):
+    for name, batch in (("dispatched", "kernels.o"), ("baseline", "kernels_base.o")):
         exe = tmp / ("test_replay_" + name)
         linked = subprocess.run(cc + [*map(str, objs), str(tmp / batch), "-o", str(exe), "-lm", "-pthread"],
                                 capture_output=True, text=True)
@@ -95,7 +95,7 @@ def test_replay_c_sanitized(tmp_path):
         pytest.skip("no C compiler")
     exe = tmp_path / "test_replay_asan"
     built = subprocess.run(cc + ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-                                 "-fno-omit-frame-pointer", *FLAGS, *COMMON, BATCH, "-o", str(exe), "-lm"],
+                                 "-fno-omit-frame-pointer", *FLAGS, *COMMON, KERNELS, "-o", str(exe), "-lm"],
                            cwd=ROOT, capture_output=True, text=True)
     if built.returncode != 0:
         pytest.skip("the compiler cannot build with sanitizers here: " + built.stderr[-300:])
