@@ -22,6 +22,8 @@ cdef extern from "tape.h":
     ctypedef int64_t ac_node          # node index = creation order = topological order
     # called by the sweep with the GIL held (so not nogil): runs a Function's backward
     ctypedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g) noexcept
+    # called with the GIL between blocks of a long sweep: nonzero stops it (Ctrl-C)
+    ctypedef int (*ac_poll_hook)(void *ctx) noexcept
 
 cdef extern from "tape.h" nogil:
     ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
@@ -33,6 +35,7 @@ cdef extern from "tape.h" nogil:
     uint32_t AC_REF_CONST             # n-ary reference flag: a constant-pool index
     uint8_t AC_LEAF_CURRENT           # leaf_flags: the leaf caches this entry
     uint8_t AC_LEAF_MARK              # leaf_flags: reached
+    uint8_t AC_LEAF_RELEASED          # leaf_flags: a released Variable's value (no gradient)
 
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
@@ -47,12 +50,13 @@ cdef extern from "tape.h" nogil:
         double *leaf_val              #   value when recorded
         uint32_t *leaf_version        #   the leaf's version when recorded
         double *leaf_grad             #   gradient not yet handed to the leaf object
-        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
+        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK | AC_LEAF_RELEASED
         int64_t nleaves
         int64_t ndetached             # entries not current for their leaf
         ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
-        void *custom_ctx
-        int sweeping                  # the hook is running: the tape must not change
+        ac_poll_hook poll                 # asked between blocks of long sweeps: stop?
+        void *custom_ctx                  # the hooks' context (the Tape object)
+        int busy                      # nonzero: the owner is reading or rewriting the tape
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached
