@@ -16,16 +16,12 @@
  * ac_hooks.
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L   /* posix_memalign, pthreads */
+#define _POSIX_C_SOURCE 200809L   /* posix_memalign */
 #endif
 #include <stdlib.h>
 #include <string.h>
 #include "replay_block.h"
 
-#if !defined(_WIN32) || defined(__MINGW32__)
-#define RP_HAVE_PTHREADS 1
-#include <pthread.h>
-#endif
 
 /* ---- the plan: which slots vary by row ----------------------------------- */
 
@@ -114,11 +110,13 @@ static int rp_plan_build(rp_plan *pl, const ac_program *p, const ac_batch *b)
  * 1.1x faster than 64; 256 was no faster. */
 #define RP_BLOCK_BYTES (512 * 1024)
 
-static int32_t rp_default_block(const rp_plan *pl)
+static int32_t rp_default_block(const rp_plan *pl, int64_t rows, int nthreads)
 {
-    double row_bytes = 8.0 * (2.0 * pl->n_lanes + (double)pl->p->n_outputs * pl->n_acc) + 8.0;
+    double row_bytes = 8.0 * (2.0 * pl->n_lanes) + 8.0;
+    int64_t per_thread = (rows + (nthreads > 1 ? nthreads : 1) - 1) / (nthreads > 1 ? nthreads : 1);
     int32_t W = AC_REPLAY_DEFAULT_BLOCK;
     while (W > 16 && W * row_bytes > RP_BLOCK_BYTES) W /= 2;
+    while (W > 8 && W / 2 >= per_thread) W /= 2;     /* few rows: no wider than they need */
     return W;
 }
 
@@ -157,7 +155,7 @@ static double *rp_adj_ptr(const rp_plan *pl, rp_thread *th, int32_t j, int32_t s
 {
     if (!pl->uniform[s]) return th->vadj + (size_t)pl->lane[s] * pl->stride;
     if (pl->lane[s] < 0) return NULL;
-    return th->acc + ((size_t)j * pl->n_acc + (size_t)pl->lane[s]) * pl->stride;
+    return th->acc + ((size_t)j * pl->n_acc + (size_t)pl->lane[s]) * RP_ACC;
 }
 
 static int rp_thread_init(rp_thread *th, const rp_plan *pl)
@@ -168,7 +166,7 @@ static int rp_thread_init(rp_thread *th, const rp_plan *pl)
     th->pl = pl;
     th->vval = rp_aligned((size_t)pl->n_lanes * W);
     th->vadj = rp_aligned((size_t)pl->n_lanes * W);
-    th->acc = rp_aligned((size_t)m * (size_t)pl->n_acc * W);
+    th->acc = rp_aligned((size_t)m * (size_t)pl->n_acc * RP_ACC);
     th->gsum = calloc((size_t)m * (size_t)p->n_inputs + 1, sizeof *th->gsum);
     th->ysum = calloc((size_t)m + 1, sizeof *th->ysum);
     th->fwd = malloc(((size_t)pl->n_varying + 1) * sizeof *th->fwd);
@@ -336,7 +334,7 @@ static void rp_run_rows(rp_thread *th)
             seed = rp_adj_ptr(pl, th, j, s);
             if (seed != NULL) {
                 if (pl->uniform[s])
-                    for (r = 0; r < n; ++r) seed[r] += b->weight ? b->weight[r0 + r] : 1.0;
+                    for (r = 0; r < n; ++r) seed[r % RP_ACC] += b->weight ? b->weight[r0 + r] : 1.0;
                 else
                     for (r = 0; r < n; ++r) seed[r] = b->weight ? b->weight[r0 + r] : 1.0;
             }
@@ -363,13 +361,16 @@ static void rp_run_rows(rp_thread *th)
     }
 }
 
-#ifdef RP_HAVE_PTHREADS
-static void *rp_thread_main(void *arg)
+/* One thread's task: its buffers, then its rows. */
+static void rp_thread_task(void *arg)
 {
-    rp_run_rows((rp_thread *)arg);
-    return NULL;
+    rp_thread *th = arg;
+    if (rp_thread_init(th, th->pl) < 0) {
+        rp_thread_fail(th, AC_RP_NOMEM, th->row0, 0, 0, "out of memory for the batch buffers");
+        return;
+    }
+    rp_run_rows(th);
 }
-#endif
 
 /* ---- ac_eval_batch -------------------------------------------------------- */
 
@@ -411,10 +412,10 @@ static int rp_hoisted_reverse(const rp_plan *pl, rp_thread *ths, int nth, double
         for (s = 0; s < p->n_slots; ++s) {
             if (!pl->uniform[s] || pl->lane[s] < 0) continue;
             for (t = 0; t < nth; ++t) {
-                const double *lanes = ths[t].acc + ((size_t)j * pl->n_acc + pl->lane[s]) * pl->stride;
+                const double *lanes = ths[t].acc + ((size_t)j * pl->n_acc + pl->lane[s]) * RP_ACC;
                 double sum = 0.0;
                 int32_t r;
-                for (r = 0; r < pl->W; ++r) sum += lanes[r];
+                for (r = 0; r < RP_ACC; ++r) sum += lanes[r];
                 adj[s] += sum;
             }
         }
@@ -451,13 +452,10 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     pl.per_row = b->grad_rows != NULL;
     pl.want_grad = b->grad_rows != NULL || b->grad_sum != NULL;
     if (rp_plan_build(&pl, p, b) < 0) goto nomem;
-    pl.W = b->block > 0 ? b->block : rp_default_block(&pl);
+    pl.W = b->block > 0 ? b->block : rp_default_block(&pl, b->rows, b->nthreads);
     pl.stride = (pl.W + 7) & ~7;
     blocks = (b->rows + pl.W - 1) / pl.W;
     nth = b->nthreads > 1 ? b->nthreads : 1;
-#ifndef RP_HAVE_PTHREADS
-    nth = 1;
-#endif
     if (nth > blocks) nth = blocks > 0 ? (int)blocks : 1;
     chunk = (blocks + nth - 1) / nth * pl.W;
 
@@ -466,7 +464,7 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     ths = calloc((size_t)nth, sizeof *ths);
     if (!adj || !scratch || !ths) goto nomem;
     for (t = 0; t < nth; ++t) {
-        if (rp_thread_init(&ths[t], &pl) < 0) goto nomem;
+        ths[t].pl = &pl;
         ths[t].row0 = t * chunk < b->rows ? t * chunk : b->rows;
         ths[t].row1 = (t + 1) * chunk < b->rows ? (t + 1) * chunk : b->rows;
     }
@@ -488,25 +486,10 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
             pl.guard_flipped[k] = rp_guard_holds(p->guard_kind[k], pl.uval[ga], pl.uval[gb]) != p->guard_expected[k];
     }
 
-    /* the rows */
-#ifdef RP_HAVE_PTHREADS
-    if (nth > 1) {
-        pthread_t *tid = malloc((size_t)nth * sizeof *tid);
-        int started = 1;
-        if (tid == NULL) goto nomem;
-        for (t = 1; t < nth; ++t) {
-            if (pthread_create(&tid[t], NULL, rp_thread_main, &ths[t]) != 0) break;
-            ++started;
-        }
-        rp_run_rows(&ths[0]);
-        for (t = 1; t < started; ++t) pthread_join(tid[t], NULL);
-        for (t = started; t < nth; ++t) rp_run_rows(&ths[t]);   /* no thread: run here */
-        free(tid);
-    } else
-#endif
-    {
-        for (t = 0; t < nth; ++t) rp_run_rows(&ths[t]);
-    }
+    /* the rows: each thread its own buffers and a contiguous range */
+    rp_parallel(rp_thread_task, ths, sizeof *ths, nth);
+    for (t = 0; t < nth; ++t)
+        if (ths[t].st.code == AC_RP_NOMEM) goto nomem;
     for (t = 0; t < nth; ++t) {
         if (ths[t].st.code != AC_RP_OK) {      /* threads hold ascending rows: the first failure is the earliest */
             *st = ths[t].st;

@@ -47,7 +47,8 @@ typedef struct rp_plan {
 /* One varying instruction, its operands resolved to pointers into this
  * thread's buffers.  x/z (and nv[k]) point at W lanes, or at the single
  * value of a uniform slot (form bit 0 / bit 1, nu[k] = 1).  Adjoint
- * destinations are lanes; NULL where no adjoint is needed. */
+ * destinations are lanes, or a uniform slot's RP_ACC accumulators; NULL
+ * where no adjoint is needed. */
 typedef struct rp_step {
     uint8_t op, form;
     int32_t instr, n;
@@ -60,11 +61,16 @@ typedef struct rp_step {
 } rp_step;
 
 /* One thread's rows [row0, row1), buffers and resolved steps. */
+/* Lanes of a uniform slot's adjoint accumulator: row r adds into lane
+ * r % RP_ACC, so the kernels' loops stay vector loops and the
+ * accumulators stay small (summed once per call). */
+#define RP_ACC 8
+
 typedef struct rp_thread {
     const rp_plan *pl;
     int64_t row0, row1;
     double *vval, *vadj;      /* [n_lanes * stride] */
-    double *acc;              /* [m * n_acc * stride] uniform adjoints, per output, per lane */
+    double *acc;              /* [m * n_acc * RP_ACC] uniform adjoints, per output, per lane */
     double *gsum;             /* [m * n_inputs] partial summed gradient of the varying inputs */
     double *ysum;             /* [m] */
     rp_step *fwd;             /* [n_varying] */
@@ -81,5 +87,10 @@ typedef struct rp_thread {
  * Return 0, or 1 + the row whose custom hook failed. */
 int rp_block_forward(const rp_plan *pl, rp_thread *th, const rp_step *sp, int32_t n);
 int rp_block_reverse(const rp_plan *pl, rp_thread *th, const rp_step *sp, int32_t n);
+
+/* Run fn on items[0 .. n) (each `size` bytes): item 0 on the calling
+ * thread, the others on the pool's workers, all at once; returns when all
+ * are done (replay_pool.c). */
+void rp_parallel(void (*fn)(void *), void *items, size_t size, int n);
 
 #endif /* AUTOGRAD_C_REPLAY_BLOCK_H */
