@@ -28,6 +28,7 @@ enum ac_replay_code {
     AC_RP_OK = 0,
     AC_RP_GUARD = 1,      /* a guard flipped: st->guard (the caller's index), st->row */
     AC_RP_HOOK = 2,       /* a custom hook returned nonzero: st->custom, st->row */
+    AC_RP_INTERRUPTED = 3,    /* the poll hook asked to stop (Ctrl-C) */
     AC_RP_NOMEM = -1,     /* out of memory; nothing was changed */
     AC_RP_INVALID = -2    /* bad arguments or a malformed tape; st->what says which */
 };
@@ -152,13 +153,21 @@ int ac_program_finish(ac_program *p, ac_status *st);
  * AC_RP_HOOK.  ac_eval_batch may call them from several threads at once:
  * the hooks serialise (the Cython layer takes the GIL).  A batched call may
  * evaluate a custom node whose inputs are all shared once per call and call
- * backward once with the adjoint summed over rows. */
+ * backward once with the adjoint summed over rows.
+ *
+ * poll (may be NULL): asked now and then during a long evaluation, about
+ * every AC_REPLAY_POLL_EVERY instruction-rows, always from the calling
+ * thread (the Cython layer checks for signals there); nonzero stops the
+ * evaluation with AC_RP_INTERRUPTED, every thread within a block. */
 typedef struct ac_hooks {
     int (*forward)(void *ctx, int32_t id, const double *x, int32_t n, double *y);
     int (*backward)(void *ctx, int32_t id, const double *x, int32_t n, double y, double g,
                     double *gx);
+    int (*poll)(void *ctx);
     void *ctx;
 } ac_hooks;
+
+#define AC_REPLAY_POLL_EVERY ((int64_t)1 << 22)
 
 /* One thread's buffers for ac_eval.  After a call, val holds the forward
  * value of every slot and adj the adjoints of the last output swept. */
@@ -176,7 +185,8 @@ void ac_workspace_free(ac_workspace *ws);
 /* One row: y[j] (j < n_outputs) at inputs x[0..n_inputs); with jac != NULL
  * also jac[j * n_inputs + k] = d y_j / d x_k.  Guards are checked after the
  * forward sweep; on a nonzero return y and jac are filled with nan.
- * hooks may be NULL when the program has no AC_CUSTOM instruction. */
+ * hooks may be NULL when the program has no AC_CUSTOM instruction (and
+ * no poll is wanted). */
 int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
             const double *x, double *y, double *jac, ac_status *st);
 

@@ -163,7 +163,6 @@ static int rp_thread_init(rp_thread *th, const rp_plan *pl)
     const ac_program *p = pl->p;
     int32_t m = p->n_outputs, base = p->n_inputs + p->n_consts, k, j, at = 0;
     size_t W = (size_t)pl->stride;
-    th->pl = pl;
     th->vval = rp_aligned((size_t)pl->n_lanes * W);
     th->vadj = rp_aligned((size_t)pl->n_lanes * W);
     th->acc = rp_aligned((size_t)m * (size_t)pl->n_acc * RP_ACC);
@@ -262,18 +261,38 @@ static int32_t rp_block_guards(const rp_plan *pl, rp_thread *th, int32_t n, int3
     return first < n ? first : -1;
 }
 
+/* Record how this thread's rows ended, and stop the threads after it
+ * (their rows come later), or every thread (interrupted). */
 static void rp_thread_fail(rp_thread *th, int code, int64_t row, int32_t guard, int32_t custom, const char *what)
 {
+    int seen = RP_LOAD(&th->pl->stop_below), want = code == AC_RP_INTERRUPTED ? -1 : th->index;
     th->st.code = code;
     th->st.row = row;
     th->st.guard = guard;
     th->st.custom = custom;
     th->st.what = what;
+    while (want < seen && !RP_CAS(&th->pl->stop_below, &seen, want)) {}
+}
+
+/* An earlier thread failed, or the caller interrupted: leave.  Thread 0
+ * (the calling thread) asks the poll hook every poll_blocks blocks. */
+static int rp_should_stop(rp_thread *th, int64_t block)
+{
+    rp_plan *pl = th->pl;
+    if (th->index > RP_LOAD(&pl->stop_below)) {
+        th->st.code = RP_STOPPED;
+        return 1;
+    }
+    if (th->index == 0 && block > 0 && block % pl->poll_blocks == 0 && rp_poll(pl->hooks)) {
+        rp_thread_fail(th, AC_RP_INTERRUPTED, 0, 0, 0, "interrupted");
+        return 1;
+    }
+    return 0;
 }
 
 static void rp_run_rows(rp_thread *th)
 {
-    const rp_plan *pl = th->pl;
+    rp_plan *pl = th->pl;
     const ac_program *p = pl->p;
     const ac_batch *b = pl->b;
     int32_t m = p->n_outputs, nin = p->n_inputs, W = pl->W, k, j, r, n, g = 0;
@@ -281,6 +300,7 @@ static void rp_run_rows(rp_thread *th)
     int64_t r0;
 
     for (r0 = th->row0; r0 < th->row1; r0 += W) {
+        if (rp_should_stop(th, (r0 - th->row0) / W)) return;
         n = th->row1 - r0 < W ? (int32_t)(th->row1 - r0) : W;
         /* inputs */
         for (k = 0; k < nin; ++k) {
@@ -463,8 +483,11 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     scratch = malloc((2 * (size_t)rp_max_custom_arity(p) + 2) * sizeof *scratch);
     ths = calloc((size_t)nth, sizeof *ths);
     if (!adj || !scratch || !ths) goto nomem;
+    pl.stop_below = nth;
+    pl.poll_blocks = AC_REPLAY_POLL_EVERY / ((int64_t)pl.W * (pl.n_varying + 1)) + 1;
     for (t = 0; t < nth; ++t) {
         ths[t].pl = &pl;
+        ths[t].index = t;
         ths[t].row0 = t * chunk < b->rows ? t * chunk : b->rows;
         ths[t].row1 = (t + 1) * chunk < b->rows ? (t + 1) * chunk : b->rows;
     }
@@ -491,7 +514,8 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     for (t = 0; t < nth; ++t)
         if (ths[t].st.code == AC_RP_NOMEM) goto nomem;
     for (t = 0; t < nth; ++t) {
-        if (ths[t].st.code != AC_RP_OK) {      /* threads hold ascending rows: the first failure is the earliest */
+        /* threads hold ascending rows: the first failure is the earliest */
+        if (ths[t].st.code != AC_RP_OK && ths[t].st.code != RP_STOPPED) {
             *st = ths[t].st;
             st->index = -1;
             code = st->code;

@@ -42,6 +42,9 @@ typedef struct rp_plan {
     int32_t max_arity;
     double *uval;             /* [n_slots] values of the uniform slots */
     uint8_t *guard_flipped;   /* [n_guards] a uniform guard that flipped (it flips on every row) */
+    int64_t poll_blocks;      /* thread 0 polls every this many blocks */
+    int stop_below;           /* threads numbered above it stop (atomic): the lowest thread that
+                                 failed, -1 once interrupted, n_threads while all is well */
 } rp_plan;
 
 /* One varying instruction, its operands resolved to pointers into this
@@ -67,7 +70,8 @@ typedef struct rp_step {
 #define RP_ACC 8
 
 typedef struct rp_thread {
-    const rp_plan *pl;
+    rp_plan *pl;
+    int index;                /* its number: rows are split in thread order */
     int64_t row0, row1;
     double *vval, *vadj;      /* [n_lanes * stride] */
     double *acc;              /* [m * n_acc * RP_ACC] uniform adjoints, per output, per lane */
@@ -87,6 +91,19 @@ typedef struct rp_thread {
  * Return 0, or 1 + the row whose custom hook failed. */
 int rp_block_forward(const rp_plan *pl, rp_thread *th, const rp_step *sp, int32_t n);
 int rp_block_reverse(const rp_plan *pl, rp_thread *th, const rp_step *sp, int32_t n);
+
+/* A thread's status when it stopped because an earlier one failed. */
+#define RP_STOPPED 100
+
+/* Relaxed atomic access to rp_plan.stop_below. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RP_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define RP_CAS(p, expected, desired) \
+    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)
+#else
+#define RP_LOAD(p) (*(volatile int *)(p))
+#define RP_CAS(p, expected, desired) (*(volatile int *)(p) = (desired), 1)
+#endif
 
 /* Run fn on items[0 .. n) (each `size` bytes): item 0 on the calling
  * thread, the others on the pool's workers, all at once; returns when all

@@ -82,6 +82,10 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
             rp_fail(st, AC_RP_HOOK, -1, "a Function's forward failed");
             goto failed;
         }
+        if (RP_UNLIKELY((i & (AC_REPLAY_POLL_EVERY - 1)) == AC_REPLAY_POLL_EVERY - 1) && rp_poll(hooks)) {
+            rp_fail(st, AC_RP_INTERRUPTED, -1, "interrupted");
+            goto failed;
+        }
     }
     for (k = 0; k < p->n_guards; ++k) {
         if (rp_guard_holds(p->guard_kind[k], val[p->guard_a[k]], val[p->guard_b[k]]) != p->guard_expected[k]) {
@@ -97,6 +101,10 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
             if (RP_UNLIKELY(rp_reverse_output(p, ws, hooks, j, &i))) {
                 st->custom = rp_custom_id(p, i);
                 rp_fail(st, AC_RP_HOOK, -1, "a Function's backward failed");
+                goto failed;
+            }
+            if (p->rev_end[j] > AC_REPLAY_POLL_EVERY / 4 && rp_poll(hooks)) {
+                rp_fail(st, AC_RP_INTERRUPTED, -1, "interrupted");
                 goto failed;
             }
             memcpy(jac + (int64_t)j * p->n_inputs, ws->adj, (size_t)p->n_inputs * sizeof *jac);

@@ -172,6 +172,12 @@ static inline void rp_activity(const ac_program *p, const uint8_t *from, uint8_t
 #undef RP_ACTIVE
 }
 
+/* The caller's poll hook: nonzero asks to stop. */
+static inline int rp_poll(const ac_hooks *hooks)
+{
+    return hooks != NULL && hooks->poll != NULL && hooks->poll(hooks->ctx) != 0;
+}
+
 /* Fill n doubles with nan (the outputs of a failed evaluation). */
 static inline void rp_fill_nan(double *v, int64_t n)
 {

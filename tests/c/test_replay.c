@@ -145,7 +145,16 @@ typedef struct hook_ctx {
     const ac_program *p;
     int fail_at;       /* the call (1-based) that fails; 0: none */
     int calls;
+    int stop_at;       /* the poll (1-based) that asks to stop; 0: never */
+    int polls;
 } hook_ctx;
+
+static int rp_hook_poll(void *ctx)
+{
+    hook_ctx *h = ctx;
+    ++h->polls;
+    return h->stop_at && h->polls >= h->stop_at;
+}
 
 static int rp_hook_forward(void *ctx, int32_t id, const double *x, int32_t n, double *y)
 {
@@ -301,7 +310,7 @@ static void check_against_tape(graph *g, const char *what)
     double *absj = malloc(sizeof(double) * (size_t)(m * n + 1));
     int exact[16];
     hook_ctx hc = {0};
-    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, &hc};
+    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, &hc};
 
     recorded_inputs(g, x);
     tape_jacobian(&g->t, g->outs, m, g->leaf_input, n, ref, exact);
@@ -591,7 +600,7 @@ static void test_custom(void)
     ac_workspace ws;
     ac_status st;
     hook_ctx hc = {0};
-    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, &hc};
+    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, &hc};
     double in[2] = {0.3, -1.2}, out[2], jac[4];
     int rc;
 
@@ -643,6 +652,49 @@ static void test_custom(void)
     }
     ac_tape_free(&g->t);
     free(g);
+}
+
+/* ---- interrupting a long batch ---------------------------------------------- */
+
+static void test_interrupt(void)
+{
+    graph *g = malloc(sizeof *g);
+    uint32_t x, w, y;
+    ac_program p;
+    ac_status st;
+    hook_ctx hc = {0};
+    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, &hc};
+    int64_t B = 100000, r;
+    double *X = malloc(sizeof(double) * (size_t)B), *Y = malloc(sizeof(double) * (size_t)B), GS[2], sh = 0.5;
+    uint8_t batched[2] = {1, 0};
+    int k, threads, rc;
+    ac_batch b;
+    graph_init(g);
+    x = graph_leaf(g, 0.5, 1);
+    w = graph_leaf(g, 0.5, 1);
+    y = x;
+    for (k = 0; k < 100; ++k) y = tb_binary(&g->t, AC_ADD, tb_binary(&g->t, AC_MUL, y, w), x);
+    g->outs[g->m++] = y;
+    for (r = 0; r < B; ++r) X[r] = 1e-6 * (double)r;
+    if (compile(g, AC_PASS_ALL, &p, NULL) == 0) {
+        for (threads = 1; threads <= 2; ++threads) {
+            memset(&b, 0, sizeof b);
+            b.rows = B; b.batched = batched; b.x = X; b.shared = &sh; b.y = Y; b.grad_sum = GS;
+            b.nthreads = threads;
+            hc.polls = 0; hc.stop_at = 0;
+            rc = ac_eval_batch(&p, &b, &hooks, &st);
+            CHECK(rc == 0 && hc.polls >= 2, "a long batch polls: %d, %d polls", rc, hc.polls);
+            hc.polls = 0; hc.stop_at = 1;
+            rc = ac_eval_batch(&p, &b, &hooks, &st);
+            CHECK(rc == AC_RP_INTERRUPTED && hc.polls == 1 && isnan(Y[B - 1]) && isnan(GS[0]),
+                  "poll stops it (%d threads): %d after %d polls", threads, rc, hc.polls);
+        }
+        ac_program_free(&p);
+    }
+    ac_tape_free(&g->t);
+    free(g);
+    free(X);
+    free(Y);
 }
 
 /* ---- bad input ------------------------------------------------------------- */
@@ -765,7 +817,7 @@ static void corrupt_and_check(const ac_program *good, hook_ctx *hc)
     }
     if (ac_program_finish(&p, &st) == 0) {
         ac_workspace ws;
-        ac_hooks hooks = {rp_hook_forward, rp_hook_backward, hc};
+        ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, hc};
         double x[256] = {0}, y[16], jac[16 * 256], X[4 * 256] = {0}, Y[64], G[16 * 256];
         ac_batch b;
         hc->p = &p;
@@ -870,7 +922,7 @@ static void check_batched(graph *g, const char *what)
     double *Xb = malloc(sizeof(double) * (size_t)(B * n + 1)), shared[256], x0[256], YS[16], ysum[16];
     uint8_t batched[256];
     hook_ctx hc = {0};
-    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, &hc};
+    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, &hc};
 
     recorded_inputs(g, x0);
     for (k = 0; k < n; ++k) batched[k] = (uint8_t)rnd_int(2);
@@ -982,6 +1034,7 @@ int main(int argc, char **argv)
     test_no_leak_between_outputs();
     test_guards();
     test_custom();
+    test_interrupt();
     test_errors();
     test_shared_input();
     test_random_graphs(graphs);
