@@ -17,12 +17,18 @@
  *      -lm -pthread -o /tmp/test_replay
  *   /tmp/test_replay [graphs]      (random graphs, default 3000)
  */
+#define _POSIX_C_SOURCE 200809L    /* fork, waitpid, pthreads */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "replay.h"
 #include "tape_build.h"
+#if !defined(_WIN32)
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 #define TOL_REL 1e-12
 
@@ -697,6 +703,82 @@ static void test_interrupt(void)
     free(Y);
 }
 
+/* ---- the worker pool: concurrent callers, fork ------------------------------- */
+
+#if !defined(_WIN32)
+typedef struct pool_job {
+    const ac_program *p;
+    const double *X;
+    int64_t rows;
+    double want[2];     /* grad_sum of the whole batch */
+    int bad;
+} pool_job;
+
+static void *pool_caller(void *arg)
+{
+    pool_job *job = arg;
+    int k;
+    for (k = 0; k < 200; ++k) {
+        ac_batch b;
+        ac_status st;
+        double gs[2];
+        memset(&b, 0, sizeof b);
+        b.rows = job->rows; b.x = job->X; b.grad_sum = gs; b.nthreads = 2; b.block = 8;
+        if (ac_eval_batch(job->p, &b, NULL, &st) != 0 || memcmp(gs, job->want, sizeof gs) != 0) job->bad++;
+    }
+    return NULL;
+}
+
+/* Two threads calling ac_eval_batch at once (one gets the pool, the other
+ * starts threads of its own), and a child process after fork(): each gets
+ * the same bits as a lone call. */
+static void test_pool(void)
+{
+    graph *g = malloc(sizeof *g);
+    uint32_t x, w;
+    ac_program p;
+    ac_status st;
+    ac_batch b;
+    double X[2 * 100];
+    pool_job jobs[2];
+    pthread_t other;
+    int k;
+    pid_t child;
+    graph_init(g);
+    x = graph_leaf(g, 0.5, 1);
+    w = graph_leaf(g, 1.5, 1);
+    g->outs[g->m++] = tb_unary(&g->t, AC_TANH, tb_binary(&g->t, AC_MUL, tb_unary(&g->t, AC_SIN, x), w));
+    for (k = 0; k < 200; ++k) X[k] = 0.01 * k - 0.7;
+    if (compile(g, AC_PASS_ALL, &p, NULL)) return;
+    for (k = 0; k < 2; ++k) {
+        memset(&b, 0, sizeof b);
+        jobs[k].p = &p; jobs[k].X = X; jobs[k].rows = 100 - 40 * k; jobs[k].bad = 0;
+        b.rows = jobs[k].rows; b.x = X; b.grad_sum = jobs[k].want; b.nthreads = 2; b.block = 8;
+        CHECK(ac_eval_batch(&p, &b, NULL, &st) == 0, "pool: %s", st.what);
+    }
+    CHECK(pthread_create(&other, NULL, pool_caller, &jobs[1]) == 0, "pthread_create");
+    pool_caller(&jobs[0]);
+    pthread_join(other, NULL);
+    CHECK(jobs[0].bad == 0 && jobs[1].bad == 0, "concurrent callers: %d %d wrong", jobs[0].bad, jobs[1].bad);
+    fflush(NULL);
+    child = fork();
+    if (child == 0) {       /* the child's pool is empty; it starts workers of its own */
+        jobs[0].bad = 0;
+        pool_caller(&jobs[0]);
+        _exit(jobs[0].bad != 0);
+    } else if (child > 0) {
+        int status = 0;
+        waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "batch in a forked child: status %d", status);
+    }
+    ac_program_free(&p);
+    ac_tape_free(&g->t);
+    free(g);
+}
+#else
+static void test_pool(void) {}
+#endif
+
 /* ---- bad input ------------------------------------------------------------- */
 
 static void test_errors(void)
@@ -1035,6 +1117,7 @@ int main(int argc, char **argv)
     test_guards();
     test_custom();
     test_interrupt();
+    test_pool();
     test_errors();
     test_shared_input();
     test_random_graphs(graphs);
