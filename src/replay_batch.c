@@ -25,7 +25,6 @@
 
 /* ---- the plan: which slots vary by row ----------------------------------- */
 
-
 static void rp_plan_free(rp_plan *pl)
 {
     free(pl->uniform); free(pl->active); free(pl->lane); free(pl->column);
@@ -121,7 +120,6 @@ static int32_t rp_default_block(const rp_plan *pl, int64_t rows, int nthreads)
 }
 
 /* ---- per-thread state ---------------------------------------------------- */
-
 
 static void *rp_aligned(size_t count)
 {
