@@ -1085,6 +1085,18 @@ static void check_batched(graph *g, const char *what)
                           what, pass, threads, b.block, !batched[k], j, k, GS[j * n + k], sumj[j * n + k]);
             }
         }
+        /* per-row gradients with some inputs shared (copied into every row):
+         * bit-identical to ac_eval again */
+        memset(&b, 0, sizeof b);
+        b.rows = B; b.batched = batched; b.x = Xb; b.shared = shared; b.y = Y; b.grad_rows = G;
+        b.nthreads = 1 + rnd_int(3); b.block = 1 + rnd_int(70);
+        rc = ac_eval_batch(&p, &b, &hooks, &st);
+        CHECK(rc == 0, "%s: per-row batch with shared inputs %d %s", what, rc, st.what);
+        for (r = 0; r < B * m; ++r)
+            CHECK(same_bits(Y[r], rowy[r]), "%s (per row, shared): y[%d] %.17g vs %.17g", what, r, Y[r], rowy[r]);
+        for (r = 0; r < B * m * n; ++r)
+            CHECK(same_bits(G[r], rowj[r]), "%s (per row, shared, passes %d): grad_rows[%d] %.17g vs %.17g",
+                  what, pass, r, G[r], rowj[r]);
         ac_workspace_free(&ws);
         ac_program_free(&p);
     }
