@@ -105,8 +105,8 @@ static int rp_plan_build(rp_plan *pl, const ac_program *p, const ac_batch *b)
 
 /* Rows per block: AC_REPLAY_DEFAULT_BLOCK, halved (down to 16) while a
  * thread's block buffers would pass RP_BLOCK_BYTES, so they stay in L2.
- * On the MLP loss (docs/replay.md) 128 rows ran 1.3x faster than 32 and
- * 1.1x faster than 64; 256 was no faster. */
+ * On the MLP loss (docs/replay.md) 128 rows ran 1.36x faster than 32 and
+ * 1.09x faster than 64; 256 and 512 were no faster. */
 #define RP_BLOCK_BYTES (512 * 1024)
 
 static int32_t rp_default_block(const rp_plan *pl, int64_t rows, int nthreads)
@@ -121,25 +121,28 @@ static int32_t rp_default_block(const rp_plan *pl, int64_t rows, int nthreads)
 
 /* ---- per-thread state ---------------------------------------------------- */
 
-static void *rp_aligned(size_t count)
-{
-    void *q = NULL;
-    size_t bytes = (count + 1) * sizeof(double);
-    bytes = (bytes + 63) & ~(size_t)63;
-#if defined(_WIN32) && !defined(__MINGW32__)
-    q = malloc(bytes);
-#else
-    if (posix_memalign(&q, 64, bytes) != 0) q = NULL;
-#endif
-    if (q) memset(q, 0, bytes);
-    return q;
-}
-
 static void rp_thread_free(rp_thread *th)
 {
-    free(th->vval); free(th->vadj); free(th->acc); free(th->gsum); free(th->ysum);
-    free(th->fwd); free(th->rev); free(th->n_rev); free(th->nv); free(th->nu); free(th->ng);
-    free(th->scratch);
+    if (th->own_mem) free(th->mem);
+    th->mem = NULL;
+}
+
+static int rp_alloc64(void **q, size_t bytes)
+{
+#if defined(_WIN32) && !defined(__MINGW32__)
+    *q = malloc(bytes);
+    return *q == NULL;
+#else
+    return posix_memalign(q, 64, bytes);
+#endif
+}
+
+/* Carve `count` items of `item` bytes from the thread's block, 64-byte aligned. */
+static void *rp_carve(char **at, size_t count, size_t item)
+{
+    void *q = *at;
+    *at += (count * item + 63) & ~(size_t)63;
+    return q;
 }
 
 /* Value pointer of slot s: lanes, or the uniform value. */
@@ -160,22 +163,37 @@ static int rp_thread_init(rp_thread *th, const rp_plan *pl)
 {
     const ac_program *p = pl->p;
     int32_t m = p->n_outputs, base = p->n_inputs + p->n_consts, k, j, at = 0;
-    size_t W = (size_t)pl->stride;
-    th->vval = rp_aligned((size_t)pl->n_lanes * W);
-    th->vadj = rp_aligned((size_t)pl->n_lanes * W);
-    th->acc = rp_aligned((size_t)m * (size_t)pl->n_acc * RP_ACC);
-    th->gsum = calloc((size_t)m * (size_t)p->n_inputs + 1, sizeof *th->gsum);
-    th->ysum = calloc((size_t)m + 1, sizeof *th->ysum);
-    th->fwd = malloc(((size_t)pl->n_varying + 1) * sizeof *th->fwd);
-    th->rev = malloc(((size_t)m * (size_t)pl->n_varying + 1) * sizeof *th->rev);
-    th->n_rev = calloc((size_t)m + 1, sizeof *th->n_rev);
-    th->nv = malloc(((size_t)pl->n_nary_args + 1) * sizeof *th->nv);
-    th->nu = malloc((size_t)pl->n_nary_args + 1);
-    th->ng = malloc(((size_t)m * (size_t)pl->n_nary_args + 1) * sizeof *th->ng);
-    th->scratch = malloc((2 * (size_t)pl->max_arity + 2) * sizeof *th->scratch);
-    if (!th->vval || !th->vadj || !th->acc || !th->gsum || !th->ysum || !th->fwd || !th->rev
-        || !th->n_rev || !th->nv || !th->nu || !th->ng || !th->scratch)
-        return -1;
+    size_t W = (size_t)pl->stride, bytes = 0, M = (size_t)m;
+    char *cut = NULL;
+    int pass;
+    /* one block: measure it (pass 0), then carve it (pass 1) */
+    for (pass = 0; pass < 2; ++pass) {
+        char *start = cut;
+        th->vval = rp_carve(&cut, (size_t)pl->n_lanes * W, sizeof *th->vval);
+        th->vadj = rp_carve(&cut, (size_t)pl->n_lanes * W, sizeof *th->vadj);
+        th->acc = rp_carve(&cut, M * (size_t)pl->n_acc * RP_ACC, sizeof *th->acc);
+        th->gsum = rp_carve(&cut, M * (size_t)p->n_inputs, sizeof *th->gsum);
+        th->ysum = rp_carve(&cut, M, sizeof *th->ysum);
+        th->n_rev = rp_carve(&cut, M, sizeof *th->n_rev);
+        th->fwd = rp_carve(&cut, (size_t)pl->n_varying, sizeof *th->fwd);
+        th->rev = rp_carve(&cut, M * (size_t)pl->n_varying, sizeof *th->rev);
+        th->nv = rp_carve(&cut, (size_t)pl->n_nary_args, sizeof *th->nv);
+        th->nu = rp_carve(&cut, (size_t)pl->n_nary_args, sizeof *th->nu);
+        th->ng = rp_carve(&cut, M * (size_t)pl->n_nary_args, sizeof *th->ng);
+        th->scratch = rp_carve(&cut, 2 * (size_t)pl->max_arity + 2, sizeof *th->scratch);
+        if (pass == 0) {
+            bytes = (size_t)(cut - start) + 64;
+            th->mem = pl->pool_owned ? rp_pool_buffer(th->index, bytes) : NULL;
+            th->own_mem = th->mem == NULL;
+            if (th->own_mem && rp_alloc64(&th->mem, bytes) != 0) {
+                th->mem = NULL;
+                return -1;
+            }
+            cut = th->mem;
+        }
+    }
+    /* what accumulates starts at 0 (acc, gsum, ysum and n_rev are adjacent) */
+    memset(th->acc, 0, (size_t)((char *)th->fwd - (char *)th->acc));
     rp_status_ok(&th->st);
 
     for (k = 0; k < pl->n_varying; ++k) {
@@ -469,9 +487,10 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     pl.hooks = hooks;
     pl.per_row = b->grad_rows != NULL;
     pl.want_grad = b->grad_rows != NULL || b->grad_sum != NULL;
+    pl.pool_owned = rp_pool_acquire();
     if (rp_plan_build(&pl, p, b) < 0) goto nomem;
     pl.W = b->block > 0 ? b->block : rp_default_block(&pl, b->rows, b->nthreads);
-    pl.stride = (pl.W + 7) & ~7;
+    pl.stride = ((pl.W + 7) & ~7) + 8;   /* + one cache line: lanes of different slots never 4 KiB apart */
     blocks = (b->rows + pl.W - 1) / pl.W;
     nth = b->nthreads > 1 ? b->nthreads : 1;
     if (nth > blocks) nth = blocks > 0 ? (int)blocks : 1;
@@ -508,7 +527,7 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     }
 
     /* the rows: each thread its own buffers and a contiguous range */
-    rp_parallel(rp_thread_task, ths, sizeof *ths, nth);
+    rp_parallel(rp_thread_task, ths, sizeof *ths, nth, pl.pool_owned);
     for (t = 0; t < nth; ++t)
         if (ths[t].st.code == AC_RP_NOMEM) goto nomem;
     for (t = 0; t < nth; ++t) {
@@ -548,6 +567,7 @@ done:
     if (code != AC_RP_OK) rp_fill_batch_nan(p, b);
     if (ths)
         for (t = 0; t < nth; ++t) rp_thread_free(&ths[t]);
+    if (pl.pool_owned) rp_pool_release();
     free(ths);
     free(adj);
     free(scratch);

@@ -43,6 +43,7 @@ typedef struct rp_plan {
     double *uval;             /* [n_slots] values of the uniform slots */
     uint8_t *guard_flipped;   /* [n_guards] a uniform guard that flipped (it flips on every row) */
     int64_t poll_blocks;      /* thread 0 polls every this many blocks */
+    int pool_owned;           /* this call owns the worker pool and its buffers */
     int stop_below;           /* threads numbered above it stop (atomic): the lowest thread that
                                  failed, -1 once interrupted, n_threads while all is well */
 } rp_plan;
@@ -72,6 +73,8 @@ typedef struct rp_step {
 typedef struct rp_thread {
     rp_plan *pl;
     int index;                /* its number: rows are split in thread order */
+    void *mem;                /* one block holding every array below */
+    int own_mem;              /* 1: mem is malloc'd for this call; 0: the pool keeps it */
     int64_t row0, row1;
     double *vval, *vadj;      /* [n_lanes * stride] */
     double *acc;              /* [m * n_acc * RP_ACC] uniform adjoints, per output, per lane */
@@ -105,9 +108,17 @@ int rp_block_reverse(const rp_plan *pl, rp_thread *th, const rp_step *sp, int32_
 #define RP_CAS(p, expected, desired) (*(volatile int *)(p) = (desired), 1)
 #endif
 
-/* Run fn on items[0 .. n) (each `size` bytes): item 0 on the calling
- * thread, the others on the pool's workers, all at once; returns when all
- * are done (replay_pool.c). */
-void rp_parallel(void (*fn)(void *), void *items, size_t size, int n);
+/* The worker pool (replay_pool.c).  rp_pool_acquire: 1 if the caller now
+ * owns the pool (release it with rp_pool_release), 0 if another call does.
+ * rp_pool_buffer: task t's kept buffer of at least `bytes` (64-byte
+ * aligned, contents undefined), for the owner only; NULL if it cannot (or
+ * should not) keep one that large.  rp_parallel: fn on items[0 .. n) (each
+ * `size` bytes), item 0 on the calling thread and the others at the same
+ * time on the pool's workers (owned) or on threads of their own; returns
+ * when all are done. */
+int rp_pool_acquire(void);
+void rp_pool_release(void);
+void *rp_pool_buffer(int t, size_t bytes);
+void rp_parallel(void (*fn)(void *), void *items, size_t size, int n, int owned);
 
 #endif /* AUTOGRAD_C_REPLAY_BLOCK_H */

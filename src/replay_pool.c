@@ -2,12 +2,14 @@
  *
  * ac_eval_batch splits its rows into one task per thread.  Starting threads
  * per call costs tens of microseconds, as much as replaying 1,000 rows of
- * the MLP loss, so the workers are started once and park on a condition
- * variable between calls.  One caller at a time uses the pool (another
- * concurrent caller starts threads of its own); a child process after
- * fork() starts with an empty pool.  Without POSIX threads, or when a
- * thread cannot start, the tasks run one after another on the caller.
- * Touches nothing but its own state and the tasks it is given.
+ * the MLP loss, so the workers are started once and wait between calls;
+ * the tasks' buffers are kept between calls too (a fresh allocation costs
+ * page faults).  One caller at a time owns the pool (rp_pool_acquire); a
+ * concurrent or nested caller (a Function's hook that replays) starts
+ * threads and allocates buffers of its own.  A child process after fork()
+ * starts with no workers.  Without POSIX threads, or when a thread cannot
+ * start, the tasks run one after another on the caller.  Touches nothing
+ * but its own state and the tasks it is given.
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -19,6 +21,7 @@
 #include <pthread.h>
 
 #define RP_POOL_MAX 256
+#define RP_POOL_KEEP_BYTES ((size_t)64 << 20)   /* larger task buffers are not kept */
 
 typedef struct rp_worker {
     pthread_t tid;
@@ -26,25 +29,69 @@ typedef struct rp_worker {
     pthread_cond_t wake;      /* signalled for a new task and for its end */
     void (*fn)(void *);
     void *arg;
-    int state;                /* 0 parked, 1 task posted, 2 task done */
+    int state;                /* 0 idle, 1 task posted, 2 task done; written under lock */
 } rp_worker;
 
 static pthread_mutex_t rp_pool_lock = PTHREAD_MUTEX_INITIALIZER;   /* the pool's one user */
 static rp_worker *rp_workers[RP_POOL_MAX];
 static int rp_n_workers;
 static pthread_once_t rp_pool_once = PTHREAD_ONCE_INIT;
+static void *rp_buffers[RP_POOL_MAX + 1];    /* task t's buffer, kept between calls */
+static size_t rp_buffer_bytes[RP_POOL_MAX + 1];
+
+/* Waiting for a state: spin a while first, then sleep on the condition
+ * variable.  Waking a sleeping thread costs tens of microseconds (more on a
+ * virtual machine, where it wakes a halted virtual CPU), as much as
+ * replaying a thousand rows; a training loop calls again within that time.
+ * state changes under w->lock, with release stores the spin reads with
+ * acquire loads.  RP_POOL_SPINS=0 builds without spinning (for helgrind,
+ * which does not follow atomics). */
+#ifndef RP_POOL_SPINS
+#define RP_POOL_SPINS 4096
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define RP_STATE(w) __atomic_load_n(&(w)->state, __ATOMIC_ACQUIRE)
+#define RP_SET_STATE(w, v) __atomic_store_n(&(w)->state, (v), __ATOMIC_RELEASE)
+#if defined(__x86_64__) || defined(__i386__)
+#define RP_RELAX() __builtin_ia32_pause()
+#else
+#define RP_RELAX() ((void)0)
+#endif
+#else
+#undef RP_POOL_SPINS
+#define RP_POOL_SPINS 0
+#define RP_STATE(w) ((w)->state)
+#define RP_SET_STATE(w, v) ((w)->state = (v))
+#define RP_RELAX() ((void)0)
+#endif
+
+static void rp_wait_state(rp_worker *w, int want, long spins)
+{
+    long i;
+    for (i = 0; i < spins; ++i) {
+        if (RP_STATE(w) == want) return;
+        RP_RELAX();
+    }
+    pthread_mutex_lock(&w->lock);
+    while (w->state != want) pthread_cond_wait(&w->wake, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void rp_set_state(rp_worker *w, int v)
+{
+    pthread_mutex_lock(&w->lock);
+    RP_SET_STATE(w, v);
+    pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
 
 static void *rp_worker_main(void *arg)
 {
     rp_worker *w = arg;
-    pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (w->state != 1) pthread_cond_wait(&w->wake, &w->lock);
-        pthread_mutex_unlock(&w->lock);
+        rp_wait_state(w, 1, RP_POOL_SPINS);
         w->fn(w->arg);
-        pthread_mutex_lock(&w->lock);
-        w->state = 2;
-        pthread_cond_broadcast(&w->wake);
+        rp_set_state(w, 2);
     }
     return NULL;
 }
@@ -123,7 +170,31 @@ static void rp_parallel_fresh(void (*fn)(void *), char *items, size_t size, int 
     free(tasks);
 }
 
-void rp_parallel(void (*fn)(void *), void *items, size_t size, int n)
+int rp_pool_acquire(void)
+{
+    pthread_once(&rp_pool_once, rp_pool_setup);
+    return pthread_mutex_trylock(&rp_pool_lock) == 0;
+}
+
+void rp_pool_release(void)
+{
+    pthread_mutex_unlock(&rp_pool_lock);
+}
+
+void *rp_pool_buffer(int t, size_t bytes)
+{
+    void *q = NULL;
+    if (t < 0 || t > RP_POOL_MAX || bytes > RP_POOL_KEEP_BYTES) return NULL;
+    if (rp_buffer_bytes[t] >= bytes) return rp_buffers[t];
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    if (posix_memalign(&q, 64, bytes) != 0) return NULL;
+    free(rp_buffers[t]);
+    rp_buffers[t] = q;
+    rp_buffer_bytes[t] = bytes;
+    return q;
+}
+
+void rp_parallel(void (*fn)(void *), void *items, size_t size, int n, int owned)
 {
     char *it = items;
     int t, have;
@@ -131,39 +202,37 @@ void rp_parallel(void (*fn)(void *), void *items, size_t size, int n)
         if (n == 1) fn(items);
         return;
     }
-    pthread_once(&rp_pool_once, rp_pool_setup);
-    if (pthread_mutex_trylock(&rp_pool_lock) != 0) {
+    if (!owned) {
         rp_parallel_fresh(fn, it, size, n);
         return;
     }
     have = rp_pool_grow(n - 1);
     for (t = 0; t < have && t < n - 1; ++t) {
         rp_worker *w = rp_workers[t];
-        pthread_mutex_lock(&w->lock);
-        w->fn = fn;
+        w->fn = fn;                     /* published by the release store of state */
         w->arg = it + (size_t)(t + 1) * size;
-        w->state = 1;
-        pthread_cond_broadcast(&w->wake);
-        pthread_mutex_unlock(&w->lock);
+        rp_set_state(w, 1);
     }
     fn(it);
     for (t = have + 1; t < n; ++t) fn(it + (size_t)t * size);   /* tasks no worker took */
     for (t = 0; t < have && t < n - 1; ++t) {
         rp_worker *w = rp_workers[t];
-        pthread_mutex_lock(&w->lock);
-        while (w->state != 2) pthread_cond_wait(&w->wake, &w->lock);
-        w->state = 0;
-        pthread_mutex_unlock(&w->lock);
+        rp_wait_state(w, 2, 16L * RP_POOL_SPINS);
+        rp_set_state(w, 0);
     }
-    pthread_mutex_unlock(&rp_pool_lock);
 }
 
-#else   /* no POSIX threads: one after another */
+#else   /* no POSIX threads: one after another, buffers from malloc */
 
-void rp_parallel(void (*fn)(void *), void *items, size_t size, int n)
+int rp_pool_acquire(void) { return 0; }
+void rp_pool_release(void) {}
+void *rp_pool_buffer(int t, size_t bytes) { (void)t; (void)bytes; return NULL; }
+
+void rp_parallel(void (*fn)(void *), void *items, size_t size, int n, int owned)
 {
     char *it = items;
     int t;
+    (void)owned;
     for (t = 0; t < n; ++t) fn(it + (size_t)t * size);
 }
 
