@@ -101,9 +101,8 @@ cdef const double *_call_function(Tape tape, ac_node i, double g) except NULL:
             tape.fn_grads[k] = kept[k]
         return tape.fn_grads
     fn = tape.functions[i]
-    fn.inputs = tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)])
-    fn.output = t.val[i]
-    result = fn.backward(g)
+    result = fn._backward_call(tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)]),
+                               t.val[i], g)
     _function_grads(fn, result, m, tape.fn_grads)
     if tape.fn_results is not None:
         tape.fn_results[i] = tuple([tape.fn_grads[k] for k in range(m)])

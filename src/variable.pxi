@@ -56,17 +56,29 @@ cdef class Variable:
     __array_ufunc__ = None        # NumPy defers `np.float64(2) * v` to Variable.__rmul__
 
     def __init__(self, data, requires_grad=True, name=None):
+        cdef int flag
         if self.kind >= K_NODE:
             raise RuntimeError("a recorded Variable cannot be re-initialised")
         if isinstance(data, Variable):
             raise TypeError(
                 "Variable(data) takes a number, not a Variable; use v.detach() for a constant "
                 "copy or Variable(v.data) for a new leaf")
-        _check_label(name)
+        if type(requires_grad) is tuple:
+            # micrograd's Value(data, _children=(), _op=''): a leaf
+            if len(requires_grad):
+                raise TypeError(
+                    "Value(data, _children) with children is micrograd's internal form; "
+                    "autograd_c records operations itself: build the expression with operators")
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"_op must be a str, not {type(name).__name__}")
+            flag, name = 1, None
+        else:
+            flag = _requires_grad_flag(requires_grad)
+            _check_label(name)
         x = _real(data, "Variable data")
         _check_leaf_settable(self, "re-initialise a Variable")
         _set_value(self, x)
-        self.kind = K_LEAF if requires_grad else K_CONST
+        self.kind = K_LEAF if flag else K_CONST
         _set_label(self, name)
 
     # -- attributes ---------------------------------------------------------
@@ -123,9 +135,10 @@ cdef class Variable:
             raise RuntimeError(
                 "requires_grad can only be changed on leaves; "
                 "use v.detach() for a constant copy of a recorded Variable")
+        cdef int requires = _requires_grad_flag(flag)
         _check_settable(self, "change requires_grad")
         _detach(self)
-        self.kind = K_LEAF if flag else K_CONST
+        self.kind = K_LEAF if requires else K_CONST
 
     @property
     def is_leaf(self):
@@ -460,6 +473,19 @@ cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
     return (not t.leaf_flags[k] & AC_LEAF_CURRENT
             and (t.leaf_flags[k] & AC_LEAF_RELEASED
                  or (<Variable>t.leaf_obj[k]).version != t.leaf_version[k]))
+
+
+cdef int _requires_grad_flag(object flag) except -1:
+    """requires_grad as 0 or 1: a bool, a NumPy bool, or the ints 0 and 1
+    (as torch, a string or None is an error, not a truth value)."""
+    if flag is True or flag is False:
+        return flag is True
+    if type(flag) is int and (flag == 0 or flag == 1):
+        return flag
+    np = sys.modules.get("numpy")
+    if np is not None and type(flag) is np.bool_:
+        return 1 if flag else 0
+    raise TypeError(f"requires_grad must be a bool, not {type(flag).__name__}")
 
 
 cdef int _check_label(object name) except -1:
