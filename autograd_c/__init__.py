@@ -49,6 +49,7 @@ from ._core import (
 )
 from . import optim
 from .checking import GradcheckError, gradcheck, numerical_grad
+from .compiled import ConcretizationError, GuardError, compile, compile_graph, tracing
 from .function import Function
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
 from .viz import draw, to_dot
@@ -56,11 +57,15 @@ from .viz import draw, to_dot
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcretizationError",
     "Function",
     "GradcheckError",
+    "GuardError",
     "Variable",
     "abs",
     "atan",
+    "compile",
+    "compile_graph",
     "cos",
     "detect_anomaly",
     "dot",
@@ -92,4 +97,5 @@ __all__ = [
     "tanh",
     "tape_stats",
     "to_dot",
+    "tracing",
 ]

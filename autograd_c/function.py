@@ -107,6 +107,15 @@ class Function:
         self.__dict__["_autograd_c_last"] = (values, result.data)
         return result
 
+    def _forward_call(self, inputs):
+        """Called by a compiled function's replay for a node this Function recorded."""
+        calls = _calls_in_progress()
+        calls.append((self, inputs, None))
+        try:
+            return self.forward(*inputs)
+        finally:
+            calls.pop()
+
     def _backward_call(self, inputs, output, gy):
         """Called by the core's sweep for a node this Function recorded."""
         calls = _calls_in_progress()

@@ -9,6 +9,8 @@
 #     record.pxi         recording operations; the public math functions
 #     backward.pxi       the reverse sweep's wrapper and gradient delivery
 #     functions.pxi      custom Functions (AC_CUSTOM nodes)
+#     tracing.pxi        tracing a function for ag.compile: guards, ConcretizationError
+#     replay.pxi         compiled functions: compiling a trace, evaluating it (replay*.c)
 #     kernels.pxi        nn layers and optimiser steps in one call each
 #     introspection.pxi  grad modes, leaves/graph_size, micrograd's _prev/_op
 # Includes (not separate modules) keep every call from the arithmetic slots
@@ -24,7 +26,7 @@ from cpython.long cimport PyLong_CheckExact, PyLong_Check
 from libc.math cimport isfinite, isnan, NAN, pow
 from libc.math cimport sqrt as sqrt_c
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from tape cimport *
@@ -49,5 +51,7 @@ include "variable.pxi"
 include "record.pxi"
 include "backward.pxi"
 include "functions.pxi"
+include "tracing.pxi"
+include "replay.pxi"
 include "kernels.pxi"
 include "introspection.pxi"

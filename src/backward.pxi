@@ -184,6 +184,7 @@ cdef int _backward(Variable v, object gradient) except -1:
     cdef double *adj
     cdef ac_sweep_result swept
     _check_settable(v, "call backward()")
+    _refuse_while_tracing("backward()")
     if v.kind == K_CONST:
         raise RuntimeError(
             "backward() on a Variable that does not require grad: it is a constant "
@@ -276,6 +277,7 @@ def grad(output, inputs):
             raise TypeError(f"grad() inputs must be Variables, but input {j} is {type(x).__name__}")
     out = output
     _check_idle("call grad()")
+    _refuse_while_tracing("ag.grad()")
     result = [0.0] * len(inputs)
     if out.kind == K_CONST:
         raise RuntimeError("grad() of a Variable that does not require grad (a constant)")

@@ -110,4 +110,5 @@ cdef extern from "thread_state.h" nogil:
         void *tape                    # borrowed: this thread's Tape, or NULL
         int grad_enabled
         int anomaly
+        void *trace                   # borrowed: the _Trace being recorded on this thread, or NULL
     ac_thread_state *ac_this_thread()

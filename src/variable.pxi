@@ -86,6 +86,8 @@ cdef class Variable:
     @property
     def data(self):
         """The value, a float.  Assignable on leaves and constants."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.data")
         return self.value
 
     @data.setter
@@ -100,6 +102,8 @@ cdef class Variable:
     @property
     def value(self):
         """Alias of :attr:`data`."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.value")
         return self.value
 
     @value.setter
@@ -174,20 +178,33 @@ cdef class Variable:
 
     def item(self):
         """The value as a Python float."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.item()")
         return self.value
 
     def detach(self):
         """A constant with the same value, outside every graph."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.detach()")
         return _new_constant(self.value)
 
+    # While a function is traced for ag.compile (src/tracing.pxi), a value
+    # read refuses and a truth test becomes a guard.
     def __float__(self):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "float(v)")
         return self.value
 
     def __int__(self):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "int(v)")
         return int(self.value)
 
     def __bool__(self):
-        return self.value != 0.0
+        cdef bint r = self.value != 0.0
+        if ac_this_thread().trace != NULL:
+            _trace_guard(self, None, GUARD_TRUTH, r)
+        return r
 
     def __hash__(self):
         # identity hash: Variables are usable as set members and dict keys
@@ -201,6 +218,8 @@ cdef class Variable:
         return f"Variable(data={self.value!r}, grad={self.grad!r}{name})"
 
     def __format__(self, spec):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "formatting (f-string, format())")
         return format(self.value, spec)
 
     def __reduce__(self):
