@@ -110,18 +110,13 @@ def _split(shapes, g, batched=None):
     return tuple(parts)
 
 
-def _leaf_for(a):
-    """The Variable standing for a number in a trace: a leaf Variable
-    argument itself (its gradient is then the argument's), else a new leaf."""
+def _leaf_for(a, value):
+    """The Variable standing for argument value a in a trace: a leaf
+    Variable argument itself (its gradient is then the argument's), else a
+    new leaf holding the value (already checked and converted)."""
     if isinstance(a, _core.Variable) and a.is_leaf and a.requires_grad:
         return a
-    if isinstance(a, _core.Variable):
-        a = a.data
-    return _core.Variable(float(a))
-
-
-def _items(a):
-    return a.tolist() if hasattr(a, "tolist") and not isinstance(a, (list, tuple)) else list(a)
+    return _core.Variable(float(value))
 
 
 # ---------------------------------------------------------------------------
@@ -168,10 +163,12 @@ class CompiledFunction:
 
     @property
     def stats(self):
+        """Node counts before and after each pass of the program used last (see the class)."""
         return None if self._last is None else self._last.stats
 
     @property
     def traces(self):
+        """How many traces are kept."""
         return sum(len(v) for v in self._traces.values())
 
     # -- the traces ---------------------------------------------------------
@@ -200,16 +197,20 @@ class CompiledFunction:
 
     def _trace(self, args, shapes):
         """Run the Python function on Variables and compile what it recorded."""
-        inputs, traced = [], []
+        values = _core._flatten_args(args, shapes, _np().empty(sum(1 if s < 0 else s for s in shapes)))
+        inputs, traced, at = [], [], 0
         for a, s in zip(args, shapes):
             if s < 0:
-                v = _leaf_for(a)
+                v = _leaf_for(a, values[at])
                 traced.append(v)
                 inputs.append(v)
+                at += 1
             else:
-                vs = [_leaf_for(item) for item in _items(a)]
+                items = a if isinstance(a, (list, tuple)) else [None] * s
+                vs = [_leaf_for(item, values[at + k]) for k, item in enumerate(items)]
                 traced.append(vs)
                 inputs.extend(vs)
+                at += s
         tr = _core._Trace(inputs)
         tr.start()
         try:
@@ -539,6 +540,7 @@ class BatchedFunction:
                 end = self._segment(prog, args, axes, shapes, start, rows, out)
                 if end is not None:
                     c._used(shapes, prog)
+                    fresh = None
                     break
                 if prog is fresh:
                     raise RuntimeError("a fresh trace rejected its own inputs (does a custom "

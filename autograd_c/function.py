@@ -104,7 +104,7 @@ class Function:
         finally:
             calls.pop()
         result = _core._record_function(self, inputs, y)
-        self.__dict__["_autograd_c_last"] = (values, result.data)
+        self.__dict__["_autograd_c_last"] = (values, float(y))   # (result.data would refuse while tracing)
         return result
 
     def _forward_call(self, inputs):
