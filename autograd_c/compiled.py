@@ -484,34 +484,13 @@ class BatchedFunction:
 
     def _prepare(self, args):
         """(arguments with rows as float64 arrays, axes, per-row shapes, rows)."""
-        np = _np()
         axes = self.in_axes if isinstance(self.in_axes, tuple) else (self.in_axes,) * len(args)
         if len(axes) != len(args):
             raise TypeError(f"in_axes has {len(axes)} entries for {len(args)} arguments")
         if all(a is None for a in axes):
             raise ValueError("vmap needs at least one argument with axis 0 (the rows)")
-        shapes = list(_core._arg_shapes(tuple(a if ax is None else 0.0 for a, ax in zip(args, axes))))
-        norm, rows = [], None
-        for i, (a, ax) in enumerate(zip(args, axes)):
-            if ax is None:
-                norm.append(a)
-                continue
-            arr = a if isinstance(a, np.ndarray) else np.asarray(a)
-            if arr.dtype.kind not in "fiub":
-                raise TypeError(f"argument {i} (axis 0) must be an array of real numbers, not "
-                                f"dtype {arr.dtype}")
-            if arr.ndim not in (1, 2):
-                raise ValueError(f"argument {i} (axis 0) must be 1-D (a number per row) or 2-D "
-                                 f"(a sequence per row), not shape {arr.shape}")
-            if arr.dtype != np.float64 or not arr.flags.aligned or any(st % 8 for st in arr.strides):
-                arr = np.ascontiguousarray(arr, dtype=np.float64)
-            if rows is None:
-                rows = arr.shape[0]
-            elif arr.shape[0] != rows:
-                raise ValueError(f"argument {i} has {arr.shape[0]} rows, an earlier one {rows}")
-            norm.append(arr)
-            shapes[i] = -1 if arr.ndim == 1 else arr.shape[1]
-        return tuple(norm), axes, tuple(shapes), rows
+        norm, shapes, rows = _core._batch_args(args, axes)
+        return norm, axes, shapes, rows
 
     def _row(self, args, axes, r):
         return tuple(a if ax is None else (float(a[r]) if a.ndim == 1 else a[r]) for a, ax in zip(args, axes))

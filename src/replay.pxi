@@ -696,6 +696,57 @@ def _float_array(a, argno):
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+def _batch_args(tuple args, tuple axes):
+    """The arguments of a batched call, checked: (arguments with each axis-0
+    one a float64 array whose strides are whole, aligned doubles -- real
+    dtypes and odd layouts copied --, per-row shapes, rows).  Shared
+    arguments are left as they are (_flatten_arg checks them)."""
+    cdef Py_ssize_t i, rows = -1, n
+    cdef const double[:] v1
+    cdef const double[:, :] v2
+    cdef bint ok
+    np = sys.modules.get("numpy")
+    if np is None:
+        import numpy as np
+    norm = list(args)
+    shapes = list(_arg_shapes(tuple([a if ax is None else 0.0 for a, ax in zip(args, axes)])))
+    for i in range(len(args)):
+        if axes[i] is None:
+            continue
+        a = args[i]
+        if type(a) is not np.ndarray:
+            a = np.asarray(a)
+        ok = False
+        try:
+            if a.ndim == 1:
+                v1 = a
+                ok = (v1.strides[0] % <Py_ssize_t>sizeof(double) == 0
+                      and (v1.shape[0] == 0 or <size_t>&v1[0] % sizeof(double) == 0))
+            elif a.ndim == 2:
+                v2 = a
+                ok = (v2.strides[0] % <Py_ssize_t>sizeof(double) == 0
+                      and v2.strides[1] % <Py_ssize_t>sizeof(double) == 0
+                      and (v2.shape[0] == 0 or v2.shape[1] == 0 or <size_t>&v2[0, 0] % sizeof(double) == 0))
+        except (ValueError, TypeError, BufferError):
+            ok = False
+        if a.ndim not in (1, 2):
+            raise ValueError(f"argument {i} (axis 0) must be 1-D (a number per row) or 2-D (a "
+                             f"sequence per row), not shape {a.shape}")
+        if not ok:
+            if a.dtype.kind not in ("f", "i", "u", "b"):
+                raise TypeError(f"argument {i} (axis 0) must be an array of real numbers, not dtype "
+                                f"{a.dtype}")
+            a = np.ascontiguousarray(a, dtype=np.float64)
+        n = a.shape[0]
+        if rows < 0:
+            rows = n
+        elif n != rows:
+            raise ValueError(f"argument {i} has {n} rows, an earlier one {rows}")
+        norm[i] = a
+        shapes[i] = -1 if a.ndim == 1 else a.shape[1]
+    return tuple(norm), tuple(shapes), rows
+
+
 def _flatten_args(tuple args, tuple shapes, double[::1] out):
     """Every argument's values, in order, into out (the program's inputs)."""
     cdef Py_ssize_t i, at = 0, count
