@@ -251,9 +251,12 @@ def measure(peer, name, quick, size=None):
                     row["status"] = f"WRONG: training step {k}: {wrong}"
                     return row
 
+    rounds_of = {}                        # every round's time per key, for the medians
+
     def keep(key, t):
         if t is not None:
             best[key] = min(best.get(key, float("inf")), t)
+            rounds_of.setdefault(key, []).append(t)
 
     start, rounds = time.perf_counter(), 0
     while rounds < MAX_ROUNDS[mode]:
@@ -298,6 +301,7 @@ def measure(peer, name, quick, size=None):
             row["status"] = f"WRONG in a later round: {wrong}"
     row["rounds"] = rounds
     row.update({f"{k}_s": v for k, v in best.items()})
+    row.update({f"{k}_median_s": sorted(v)[len(v) // 2] for k, v in rounds_of.items()})
     return row
 
 
@@ -375,6 +379,14 @@ def _x(ratio):
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
 
 
+def _best_median(r, key, n):
+    """'best (median)' ns/node of a phase."""
+    text = _ns(r[f"{key}_s"], n)
+    if f"{key}_median_s" in r:
+        text += f" ({_ns(r[f'{key}_median_s'], n)})"
+    return text
+
+
 def _secs(s):
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.1f} s"
 
@@ -390,7 +402,8 @@ def _replay_table(by):
              "row on the batches); x autograd_c compiled: the peer's replay / autograd_c's recording "
              "forward + backward in its subprocess, over the same ratio of autograd_c compiled; the first "
              "call traces and compiles (elapsed time).", "",
-             "| workload | peer | replay ns/node | x autograd_c compiled | first call |", "|---|---|---:|---:|---:|"]
+             "| workload | peer | replay ns/node, best (median) | x autograd_c compiled | first call |",
+             "|---|---|---:|---:|---:|"]
     for name in W.WORKLOADS:
         ours = by.get((name, "autograd_c_replay"), {})
         base = (ours["replay_s"] / (ours["ac_forward_s"] + ours["ac_backward_s"])
@@ -403,11 +416,15 @@ def _replay_table(by):
             rel = r["replay_s"] / (r["ac_forward_s"] + r["ac_backward_s"])
             ratio = _x(rel / base) if base else "-"
             first = _secs(r["compile_s"]) if "compile_s" in r else "-"
-            lines.append(f"| {name} | {W.PEERS[peer].label_for(name)} | {_ns(r['replay_s'], n)} | {ratio} | {first} |")
+            lines.append(f"| {name} | {W.PEERS[peer].label_for(name)} | {_best_median(r, 'replay', n)} "
+                         f"| {ratio} | {first} |")
             if "replay_2t_wall_s" in r:
+                med = (f", median {_x(r['replay_wall_median_s'] / r['replay_2t_wall_median_s'])}"
+                       if "replay_2t_wall_median_s" in r else "")
                 lines.append(f"| {name} | autograd_c compiled, 2 threads (elapsed time) | "
-                             f"{_ns(r['replay_2t_wall_s'], n)} | {_x(r['replay_wall_s'] / r['replay_2t_wall_s'])} "
-                             f"faster than 1 thread ({_ns(r['replay_wall_s'], n)}, elapsed) | |")
+                             f"{_best_median(r, 'replay_2t_wall', n)} | {_x(r['replay_wall_s'] / r['replay_2t_wall_s'])} "
+                             f"faster than 1 thread (best{med}; 1 thread {_best_median(r, 'replay_wall', n)}, "
+                             f"elapsed) | |")
     return lines
 
 
@@ -503,7 +520,7 @@ def format_markdown(rows, meta):
                   "per-sample loss compiled once, replayed over the 100 rows with the parameters shared, "
                   "backward(reduce='mean') and optim.SGD). Each ratio is taken against autograd_c idiomatic "
                   "in the row's own subprocess; the other columns divide two such ratios:", "",
-                  "| peer | ms per step | x autograd_c idiomatic | x autograd_c drop-in | micrograd / this |",
+                  "| peer | ms per step, best (median) | x autograd_c idiomatic | x autograd_c drop-in | micrograd / this |",
                   "|---|---:|---:|---:|---:|"]
         for peer in W.PEERS:
             r = steps.get(peer)
@@ -512,7 +529,8 @@ def format_markdown(rows, meta):
             ratio = r["step_s"] / r["ac_step_s"]
             vs_dropin = _x(ratio / (dropin["step_s"] / dropin["ac_step_s"])) if dropin else "-"
             vs_micro = _x((micro["step_s"] / micro["ac_step_s"]) / ratio) if micro else "-"
-            lines.append(f"| {W.PEERS[peer].label_for('mlp')} | {r['step_s'] * 1e3:,.3f} | {_x(ratio)} "
+            med = f" ({r['step_median_s'] * 1e3:,.3f})" if "step_median_s" in r else ""
+            lines.append(f"| {W.PEERS[peer].label_for('mlp')} | {r['step_s'] * 1e3:,.3f}{med} | {_x(ratio)} "
                          f"| {vs_dropin} | {vs_micro} |")
 
     notes = []
