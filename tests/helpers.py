@@ -20,3 +20,35 @@ def in_fresh_thread(fn, *args, **kwargs):
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def run_python(source, *args, timeout=120, env=None):
+    """Run `source` in a fresh interpreter that imports this checkout's
+    autograd_c; return (returncode, stdout, stderr).  For code that may crash
+    the interpreter: a segfault or an abort shows up as a returncode, not as
+    a dead pytest."""
+    import os
+    import subprocess
+    import sys
+
+    import autograd_c
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(autograd_c.__file__)))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.setdefault("PYTHONFAULTHANDLER", "1")
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", source, *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_python_json(source, *args, timeout=120, env=None):
+    """run_python, asserting a clean exit; the JSON document on the last line of stdout."""
+    import json
+
+    rc, out, err = run_python(source, *args, timeout=timeout, env=env)
+    assert rc == 0, f"the interpreter exited with {rc}:\n{err[-3000:]}"
+    lines = out.strip().splitlines()
+    assert lines, f"no output; stderr:\n{err[-3000:]}"
+    return json.loads(lines[-1])
