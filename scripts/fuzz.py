@@ -779,6 +779,12 @@ def main():
         return
     if atheris is None:
         sys.exit("atheris is not installed: pip install -e '.[fuzz]', or use --random N")
+    # coverage of this program's own branches guides the search too
+    for owner in (Program, sys.modules[__name__]):
+        for name, f in list(vars(owner).items()):
+            if callable(f) and getattr(f, "__code__", None) is not None \
+                    and f.__code__.co_filename == __file__:
+                setattr(owner, name, atheris.instrument_func(f))
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 
