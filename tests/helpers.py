@@ -1,4 +1,5 @@
 """Helpers shared by the test modules (pytest puts tests/ on sys.path)."""
+import os
 import threading
 
 
@@ -52,3 +53,32 @@ def run_python_json(source, *args, timeout=120, env=None):
     lines = out.strip().splitlines()
     assert lines, f"no output; stderr:\n{err[-3000:]}"
     return json.loads(lines[-1])
+
+
+class Prefetch:
+    """Run a fixed set of interpreter jobs in parallel, started on the first
+    request: `jobs` maps a key to (source, args); `result(key)` returns
+    run_python's (returncode, stdout, stderr) for that job.  For parametrized
+    tests that each need a subprocess, so the whole set costs the time of
+    the slowest few instead of the sum."""
+
+    def __init__(self, jobs, workers=None, timeout=300):
+        self.jobs = jobs
+        self.workers = workers or max(2, os.cpu_count() or 2)
+        self.timeout = timeout
+        self.futures = None
+
+    def result(self, key):
+        import concurrent.futures
+        if self.futures is None:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers)
+            self.futures = {k: pool.submit(run_python, src, *args, timeout=self.timeout)
+                            for k, (src, args) in self.jobs.items()}
+            pool.shutdown(wait=False)
+        return self.futures[key].result()
+
+    def json(self, key):
+        import json
+        rc, out, err = self.result(key)
+        assert rc == 0, f"the interpreter exited with {rc}:\n{err[-3000:]}"
+        return json.loads(out.strip().splitlines()[-1])

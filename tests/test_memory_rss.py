@@ -35,7 +35,7 @@ import sys
 
 import pytest
 
-from helpers import run_python_json
+from helpers import Prefetch
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
                                 reason="RSS is read from /proc/self/statm (Linux)")
@@ -111,8 +111,12 @@ XFAIL_MEMORY = pytest.mark.xfail(strict=True, reason="issue 8: dead leaves pinne
 XFAIL_RUNNING = pytest.mark.xfail(strict=True, reason="issue 8: arithmetic on a released graph")
 
 
+RUNS = Prefetch({(shape, floor): (LOOP, (shape, floor, ITERATIONS))
+                 for shape in SHAPES for floor in ["default", "16384"]})
+
+
 def measure(shape, floor):
-    res = run_python_json(LOOP, shape, floor, ITERATIONS, timeout=300)
+    res = RUNS.json((shape, floor))
     floor_nodes = 1 << 20 if floor == "default" else int(floor)
     bound = 2 * 16 * floor_nodes + 2 * PER_VARIABLE * res["held"] + SLACK
     growth = res["peak"] - res["base"]
