@@ -40,8 +40,8 @@ def test_fuzz_smoke_30_seconds(tmp_path):
 
 
 def test_fuzz_random_inputs(tmp_path):
-    """300 fixed-seed random programs (the fuzzer's --random mode)."""
-    proc = run_fuzz(["--random", "300"], KNOWN_CRASHERS, 300, tmp_path)
+    """100 fixed-seed random programs (the fuzzer's --random mode)."""
+    proc = run_fuzz(["--random", "100"], KNOWN_CRASHERS, 300, tmp_path)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
 
 

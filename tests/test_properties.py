@@ -32,7 +32,7 @@ try:
 except ImportError:          # finite differences instead
     torch = None
 
-settings.register_profile("ci", derandomize=True, max_examples=200, deadline=None,
+settings.register_profile("ci", derandomize=True, max_examples=120, deadline=None,
                           suppress_health_check=list(HealthCheck), database=None)
 settings.register_profile("dev", max_examples=2000, deadline=None,
                           suppress_health_check=list(HealthCheck))
