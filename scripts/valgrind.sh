@@ -22,7 +22,9 @@
 # times), test_memory_rss.py and test_interrupt.py (timing and RSS are
 # meaningless under valgrind), test_demo.py and test_viz.py (matplotlib,
 # graphviz), test_reentrancy.py's finalizer storms (hundreds of
-# subprocesses), and tests marked slow.
+# subprocesses), tests marked slow, and two tests with timing assertions
+# (test_deep_chain_of_functions_no_recursion: "elapsed < 10 s";
+# test_four_threads_build_and_backprop_concurrently: a join timeout).
 #
 # At the end the script prints every memcheck error (invalid read/write, use
 # of uninitialised values, invalid free) and every definite leak whose stack
@@ -73,7 +75,8 @@ if [ $# -eq 0 ]; then
         tests/test_errors.py tests/test_optim.py tests/test_released_graphs.py \
         tests/test_node_adjoints.py tests/test_errors_table.py tests/test_misuse.py \
         tests/test_value_consistency.py tests/test_reentrancy.py \
-        -m "not slow" -k "not storm"
+        -m "not slow" \
+        -k "not storm and not deep_chain_of_functions_no_recursion and not four_threads_build"
 fi
 
 supp=()
@@ -116,13 +119,16 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "vg.*"))):
         text = "\n".join(b)
         if re.match(r"(Invalid (read|write|free)|Conditional jump|Use of uninitialised|"
                      r"Syscall param|Mismatched free|Source and destination overlap)", head):
-            if ours.search(text):
+            # CPython's import machinery, reached from the module's init (Cython
+            # imports collections.abc there), reads bytes memcheck thinks uninitialised
+            frames = [l for l in b if ours.search(l)]
+            if frames and not all("__pyx_pymod_exec" in l for l in frames):
                 errors += 1
                 print(f"--- {os.path.basename(path)}\n{text[:5000]}\n")
             else:
                 other_errors += 1     # CPython's and glibc's own (urandom bytes, SSE string scans)
         elif "definitely lost" in head and "loss record" in head:
-            if ours.search(text):
+            if ours.search(text) and "_tracemalloc.c" not in text:   # tracemalloc's own tracebacks
                 core_leaks += 1
                 print(f"--- leak through autograd_c in {os.path.basename(path)}\n{text[:4000]}\n")
             else:
