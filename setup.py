@@ -5,6 +5,7 @@ Environment switches:
   AUTOGRAD_C_ANNOTATE=1  write Cython's HTML annotation next to the generated C (build/cython)
 """
 import os
+from pathlib import Path
 import sys
 
 from setuptools import Extension, setup
@@ -27,7 +28,8 @@ extension = Extension(
     "autograd_c._core",
     sources=["src/_core.pyx", "src/tape.c"],
     include_dirs=["src"],
-    depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd"],
+    depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd"]
+    + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
 )
 

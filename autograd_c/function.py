@@ -12,6 +12,17 @@ from . import _core
 
 __all__ = ["Function"]
 
+_thread = threading.local()
+
+
+def _calls_in_progress():
+    """This thread's Function calls in progress: [(fn, inputs, output), ...]."""
+    try:
+        return _thread.calls
+    except AttributeError:
+        _thread.calls = []
+        return _thread.calls
+
 
 class Function:
     """Base class of custom differentiable functions, as in DeZero and
@@ -49,41 +60,61 @@ class Function:
     """
 
     # inputs and output are per thread: one instance may be in use in
-    # several threads' backward passes at once.
+    # several threads' forward or backward calls at once.  A thread's calls
+    # in progress are a stack in one module-level threading.local, so an
+    # instance holds no per-thread state of its own (one instance per call,
+    # the `Softplus()(x)` pattern, costs a few hundred bytes); between calls
+    # the values of the latest call are kept on the instance.
     @property
     def inputs(self):
         """The input values (floats) of the call being computed or differentiated."""
-        return getattr(self._per_thread(), "inputs", ())
+        return self._values()[0]
 
     @inputs.setter
     def inputs(self, values):
-        self._per_thread().inputs = values
+        self.__dict__["_autograd_c_last"] = (values, self._values()[1])
 
     @property
     def output(self):
         """The output value (a float) of the call being differentiated."""
-        return getattr(self._per_thread(), "output", None)
+        return self._values()[1]
 
     @output.setter
     def output(self, value):
-        self._per_thread().output = value
+        self.__dict__["_autograd_c_last"] = (self._values()[0], value)
 
-    def _per_thread(self):
-        state = self.__dict__.get("_autograd_c_state")
-        if state is None:
-            state = self.__dict__.setdefault("_autograd_c_state", threading.local())
-        return state
+    def _values(self):
+        """(inputs, output) of this thread's innermost call of self in
+        progress, else of the latest call."""
+        for fn, inputs, output in reversed(_calls_in_progress()):
+            if fn is self:
+                return inputs, output
+        return self.__dict__.get("_autograd_c_last", ((), None))
 
     def __call__(self, *inputs):
         """Apply the function: a Variable (a constant one if no input
         requires grad, or under no_grad)."""
         if not inputs:
             raise TypeError(f"{type(self).__name__}() needs at least one input")
-        self.inputs = _core._input_values(inputs, self)
-        y = self.forward(*self.inputs)
+        values = _core._input_values(inputs, self)
+        calls = _calls_in_progress()
+        calls.append((self, values, None))
+        try:
+            y = self.forward(*values)
+        finally:
+            calls.pop()
         result = _core._record_function(self, inputs, y)
-        self.output = result.data
+        self.__dict__["_autograd_c_last"] = (values, result.data)
         return result
+
+    def _backward_call(self, inputs, output, gy):
+        """Called by the core's sweep for a node this Function recorded."""
+        calls = _calls_in_progress()
+        calls.append((self, inputs, output))
+        try:
+            return self.backward(gy)
+        finally:
+            calls.pop()
 
     def forward(self, *xs):
         """The output value for input values xs (floats).  Override this."""

@@ -31,5 +31,5 @@ def test_memory(benchmark, peer, name):
     print(f"{peer} {name}: {row['bytes_per_node']:.1f} bytes/node")
     assert row["bytes_per_node"] > 0
     if peer == "autograd_c" and name == "chain":
-        # 16 bytes a node (code word + value), DESIGN.md; leaves are 2 of 300,000
+        # 16 bytes a node (code word + value), docs/architecture.md; leaves are 2 of 300,000
         assert 12 <= row["bytes_per_node"] <= 20, row

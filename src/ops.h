@@ -1,6 +1,6 @@
 /* ops.h -- every opcode's forward value and local adjoint rule, in one table.
  *
- * The recorder (src/_core.pyx) computes values with ac_*_value(); the reverse
+ * The recorder (src/record.pxi) computes values with ac_*_value(); the reverse
  * sweep (src/tape.c) applies ac_*_adjoint().  Both read the X-macro tables
  * below, so an opcode's forward and backward formulas live on one line and
  * cannot drift apart.
@@ -13,7 +13,11 @@
  * 1/0 -> inf).  Where PyTorch's derivatives.yaml special-cases a point
  * (pow at a zero exponent or zero base, relu/abs at 0, max/min at ties) the
  * formulas below follow it, so values and gradients match torch float64 at
- * 0, +-inf and nan too.  tests/test_vs_torch.py checks this on a grid.
+ * 0, +-inf and nan too, including how a mask meets an inf or nan incoming
+ * adjoint g: where torch selects 0 (relu, max/min, pow's base at a zero
+ * exponent) the result is 0 whatever g is; where it multiplies g by a
+ * masked derivative (pow's exponent at a zero base) it is nan.
+ * tests/test_vs_torch.py checks this on a grid.
  */
 #ifndef AUTOGRAD_C_OPS_H
 #define AUTOGRAD_C_OPS_H
@@ -38,10 +42,12 @@ static inline double ac_softplus_adjoint(double g, double x)
     return x > 20.0 ? g : g * e / (e + 1.0);
 }
 
-/* x ** c for a constant exponent.  PyTorch evaluates these exponents with
- * sqrt / reciprocal / products instead of pow(); matching it keeps the sign
- * of infinities at -0.0 and -inf identical (pow(-inf, 0.5) is +inf, but
- * torch gives sqrt(-inf) = nan). */
+/* x ** c: the one power formula of every pow opcode (x ** c, c ** x and
+ * x ** z alike), so a value never depends on which operands require grad.
+ * It is PyTorch's rule for a scalar exponent, which evaluates these
+ * exponents with sqrt / reciprocal / products instead of pow(); torch's
+ * tensor ** tensor kernel calls pow() and so differs at -0.0 and -inf
+ * (pow(-inf, 0.5) is +inf, sqrt(-inf) is nan) and in the last bit of x**3. */
 static inline double ac_powc(double x, double c)
 {
     if (c == 2.0) return x * x;
@@ -53,9 +59,10 @@ static inline double ac_powc(double x, double c)
     return pow(x, c);
 }
 
-/* maximum/minimum propagate nan, as torch.maximum / torch.minimum */
-static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? z : (x > z ? x : z)); }
-static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x < z ? x : z)); }
+/* maximum/minimum propagate nan and, at a tie (0.0 and -0.0), give the
+ * first operand, as torch.maximum / torch.minimum */
+static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? z : (x >= z ? x : z)); }
+static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x <= z ? x : z)); }
 
 /* torch splits the adjoint evenly at a tie and gives it all to the larger
  * (smaller) operand otherwise; with a nan operand both receive g. */
@@ -102,9 +109,11 @@ static inline double ac_min_adjoint(double g, double mine, double other)
     X(AC_DIVC,       "div",      x / c,              g / c)                     \
     X(AC_RDIVC,      "div",      c / x,              -g * (y / x))              \
     X(AC_POWC,       "pow",      ac_powc(x, c),      c == 0.0 ? 0.0 : g * (c * ac_powc(x, c - 1.0))) \
-    X(AC_RPOWC,      "pow",      pow(c, x),          (c == 0.0 && x >= 0.0) ? 0.0 : g * (y * log(c))) \
+    X(AC_RPOWC,      "pow",      ac_powc(c, x),      g * ((c == 0.0 && x >= 0.0) ? 0.0 : y * log(c))) \
     X(AC_MAXC,       "maximum",  ac_max(x, c),       ac_max_adjoint(g, x, c))   \
-    X(AC_MINC,       "minimum",  ac_min(x, c),       ac_min_adjoint(g, x, c))
+    X(AC_RMAXC,      "maximum",  ac_max(c, x),       ac_max_adjoint(g, x, c))   \
+    X(AC_MINC,       "minimum",  ac_min(x, c),       ac_min_adjoint(g, x, c))   \
+    X(AC_RMINC,      "minimum",  ac_min(c, x),       ac_min_adjoint(g, x, c))
 
 /* y = f(x, z): two node operands */
 #define AC_BINARY_OPS(X)                                                        \
@@ -113,8 +122,8 @@ static inline double ac_min_adjoint(double g, double mine, double other)
     X(AC_SUB,      "sub",     x - z,          g,                       -g)             \
     X(AC_MUL,      "mul",     x * z,          g * z,                   g * x)          \
     X(AC_DIV,      "div",     x / z,          g / z,                   -g * ((x / z) / z)) \
-    X(AC_POW,      "pow",     pow(x, z),      z == 0.0 ? 0.0 : g * (z * pow(x, z - 1.0)), \
-                                              (x == 0.0 && z >= 0.0) ? 0.0 : g * (y * log(x))) \
+    X(AC_POW,      "pow",     ac_powc(x, z),  z == 0.0 ? 0.0 : g * (z * ac_powc(x, z - 1.0)), \
+                                              g * ((x == 0.0 && z >= 0.0) ? 0.0 : y * log(x))) \
     X(AC_MAX,      "maximum", ac_max(x, z),   ac_max_adjoint(g, x, z), ac_max_adjoint(g, z, x)) \
     X(AC_MIN,      "minimum", ac_min(x, z),   ac_min_adjoint(g, x, z), ac_min_adjoint(g, z, x))
 

@@ -16,7 +16,8 @@
  * leaves; their adjoints gather in a separate buffer indexed by entry.
  *
  * This file and tape.c hold plain C only: no Python API.  Leaf objects are
- * opaque pointers whose references the Cython layer (src/_core.pyx) owns.
+ * opaque pointers whose references the Cython layer (src/_core.pyx and its
+ * .pxi includes; see docs/architecture.md) owns.
  */
 #ifndef AUTOGRAD_C_TAPE_H
 #define AUTOGRAD_C_TAPE_H
@@ -62,6 +63,7 @@ static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
 /* leaf_flags bits */
 #define AC_LEAF_CURRENT    1   /* the leaf caches this entry: its gradient goes to leaf_grad */
 #define AC_LEAF_MARK       2   /* "reached", like AC_MARK on nodes */
+#define AC_LEAF_RELEASED   4   /* stands for a released Variable's value: backward() refuses it */
 
 #define AC_CONST_CACHE_BITS 8
 #define AC_CONST_CACHE      (1 << AC_CONST_CACHE_BITS)
@@ -71,6 +73,10 @@ static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
  * given the node's adjoint g: one double per reference, constants included.
  * NULL means the hook failed (the caller keeps the error); the sweep stops. */
 typedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g);
+
+/* Asked between blocks of a long sweep: nonzero stops it, which then fails
+ * as a failing custom hook does (every leaf_grad and mark as before). */
+typedef int (*ac_poll_hook)(void *ctx);
 
 #define AC_LAST_NARY AC_CUSTOM    /* opcodes up to this one keep operand lists in args */
 static inline int ac_is_nary(int op) { return op <= AC_LAST_NARY; }
@@ -105,8 +111,9 @@ typedef struct ac_tape {
     int64_t ndetached;        /* entries that are not their leaf's current one */
 
     ac_custom_hook custom_backward;   /* set by the owner when it records AC_CUSTOM nodes */
-    void *custom_ctx;
-    int sweeping;             /* a sweep is calling the hook: nothing may change the tape */
+    ac_poll_hook poll;                /* set by the owner: interrupt long sweeps (or NULL) */
+    void *custom_ctx;                 /* the hooks' context */
+    int busy;                 /* nonzero while the owner reads or rewrites the tape: nothing may change it */
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
@@ -178,8 +185,9 @@ typedef struct ac_sweep_result {
  * the exact sweep never does.
  *
  * AC_CUSTOM nodes call t->custom_backward, only for a nonzero adjoint (so
- * a user's backward runs only where gradient flows).  If it fails, the
- * sweep returns -1 with every leaf_grad and mark as before; else 0. */
+ * a user's backward runs only where gradient flows).  If it fails, or
+ * t->poll asks to stop, the sweep returns -1 with every leaf_grad and mark
+ * as before; else 0. */
 int ac_sweep(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed,
               int deliver, ac_sweep_result *r);
 /* Put back the leaf_grad values a delivering sweep saved, entries lo..hi. */

@@ -9,7 +9,8 @@ cdef extern from "ops.h" nogil:
         AC_NEG, AC_ABS, AC_EXP, AC_LOG, AC_LOG1P, AC_EXPM1, AC_SQRT, AC_SIN, AC_COS
         AC_TAN, AC_ATAN, AC_TANH, AC_SIGMOID, AC_RELU, AC_SOFTPLUS, AC_ERF
         # a node operand and a constant
-        AC_ADDC, AC_RSUBC, AC_MULC, AC_DIVC, AC_RDIVC, AC_POWC, AC_RPOWC, AC_MAXC, AC_MINC
+        AC_ADDC, AC_RSUBC, AC_MULC, AC_DIVC, AC_RDIVC, AC_POWC, AC_RPOWC, AC_MAXC, AC_RMAXC
+        AC_MINC, AC_RMINC
         # two node operands
         AC_ADD, AC_SUB, AC_MUL, AC_DIV, AC_POW, AC_MAX, AC_MIN
         AC_NUM_OPS
@@ -22,6 +23,8 @@ cdef extern from "tape.h":
     ctypedef int64_t ac_node          # node index = creation order = topological order
     # called by the sweep with the GIL held (so not nogil): runs a Function's backward
     ctypedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g) noexcept
+    # called with the GIL between blocks of a long sweep: nonzero stops it (Ctrl-C)
+    ctypedef int (*ac_poll_hook)(void *ctx) noexcept
 
 cdef extern from "tape.h" nogil:
     ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
@@ -33,6 +36,7 @@ cdef extern from "tape.h" nogil:
     uint32_t AC_REF_CONST             # n-ary reference flag: a constant-pool index
     uint8_t AC_LEAF_CURRENT           # leaf_flags: the leaf caches this entry
     uint8_t AC_LEAF_MARK              # leaf_flags: reached
+    uint8_t AC_LEAF_RELEASED          # leaf_flags: a released Variable's value (no gradient)
 
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
@@ -47,12 +51,13 @@ cdef extern from "tape.h" nogil:
         double *leaf_val              #   value when recorded
         uint32_t *leaf_version        #   the leaf's version when recorded
         double *leaf_grad             #   gradient not yet handed to the leaf object
-        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK
+        uint8_t *leaf_flags           #   AC_LEAF_CURRENT | AC_LEAF_MARK | AC_LEAF_RELEASED
         int64_t nleaves
         int64_t ndetached             # entries not current for their leaf
         ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
-        void *custom_ctx
-        int sweeping                  # the hook is running: the tape must not change
+        ac_poll_hook poll                 # asked between blocks of long sweeps: stop?
+        void *custom_ctx                  # the hooks' context (the Tape object)
+        int busy                      # nonzero: the owner is reading or rewriting the tape
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached

@@ -1,7 +1,7 @@
 /* thread_state.h -- per-thread recorder state, read on every recorded op.
  *
  * A C thread-local is one load; Python's threading.local would be a dict
- * lookup.  The tape pointer is borrowed: src/_core.pyx keeps each thread's
+ * lookup.  The tape pointer is borrowed: src/tape_memory.pxi keeps each thread's
  * Tape alive in a threading.local, so it dies with its thread. */
 #ifndef AUTOGRAD_C_THREAD_STATE_H
 #define AUTOGRAD_C_THREAD_STATE_H

@@ -74,9 +74,10 @@ def assert_bounded(peak, graph_size, compactions, label):
     assert peak.overall("nodes") <= bound, (
         f"{label}: tape reached {peak.overall('nodes')} nodes; bound {bound} "
         f"(one iteration = {graph_size} nodes, {created} created in total)")
-    # not growing: the second half never goes above the first
+    # not growing: the second half does not go above the first (beyond the
+    # few entries by which the phase of the compactions can shift)
     for key in Peak.KEYS:
-        assert peak.second[key] <= peak.first[key], (
+        assert peak.second[key] <= peak.first[key] * 1.02 + 8, (
             f"{label}: {key} grows: first half max {peak.first[key]}, second {peak.second[key]}")
     # side tables stay bounded too
     assert peak.overall("capacity") <= 4 * bound
@@ -330,9 +331,12 @@ def test_training_loop_keeping_every_loss(small_floor):
             losses[-1].backward()
         with pytest.raises(RuntimeError):
             ag.grad(losses[0], params)
-        # results of released graphs cannot be used in new ops either
-        with pytest.raises(RuntimeError):
-            losses[0] + 1.0
+        # results of released graphs still work in new ops, but no gradient
+        # flows through them
+        shifted = losses[0] + 1.0
+        assert shifted.data == values[0] + 1.0
+        with pytest.raises(RuntimeError, match="released"):
+            shifted.backward()
         # values are still readable after everything
         assert losses[123].data == values[123]
         # the parameters themselves still work normally
@@ -670,15 +674,18 @@ def _stale_op_at_compaction(op_kind):
         y = a * 2.0
         a.data = 5.0                  # y's graph is stale, not yet released
         keeper = b * 7.0              # an unrelated live graph
-        # an op compacts when nodes + 1 > COMPACT_AT (every op reserves room
-        # for its one node); fill with dead nodes up to the last size that does not
-        n_free = 1
+        # an op compacts when its node (16 bytes) would take the tape's
+        # footprint past its budget; fill with dead nodes up to the last
+        # footprint that does not
         fill = (lambda: ag.sin(b)) if op_kind == "unary" else (lambda: b * 1.0)
+        fill()
         c0 = stats()["compactions"]
-        while stats()["nodes"] < COMPACT_AT - n_free + 1:
+        while stats()["budget"] - stats()["footprint"] >= 32:
             fill()
             assert stats()["compactions"] == c0, "compacted while filling"
-        assert stats()["nodes"] == COMPACT_AT - n_free + 1
+        fill()
+        assert stats()["compactions"] == c0, "compacted while filling"
+        assert 0 <= stats()["budget"] - stats()["footprint"] < 16
         errors = 0
         try:
             if op_kind == "binary":
@@ -721,9 +728,11 @@ def test_op_on_stale_graph_without_compaction_raises_at_backward():
         with pytest.raises(RuntimeError, match="new value"):
             z.backward()
         assert (a.grad, b.grad) == (0.0, 0.0)
-        _core._compact()               # now it is released ...
+        _core._compact()               # now it is released: its value still works ...
+        w = y + 1.0
+        assert w.data == 3.0
         with pytest.raises(RuntimeError, match="released"):
-            y + 1.0                    # ... and cannot be used at all
+            w.backward()               # ... but no gradient flows through it
         with pytest.raises(RuntimeError):
             z.backward()
         assert y.data == 2.0 and z.data == 5.0

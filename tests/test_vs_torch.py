@@ -27,9 +27,13 @@ Deliberate choices of the torch counterpart (documented where they matter):
   overflows where c / x does not (1e-300 / x at x = 1e-300 gives a gradient
   of -inf in torch, -1e300 here): autograd_c deliberately records a true
   division.
-* `x ** c` for a number c is compared with torch.pow(x, c) with a Python
-  scalar exponent (torch's scalar-exponent kernels: sqrt for 0.5, 1/sqrt for
-  -0.5, x*x for 2 ...), `c ** x` with torch.pow(c, x).
+* Every power (`x ** c`, `c ** x`, `x ** z`) has ONE value formula in
+  autograd_c, torch's scalar-exponent kernel (sqrt for 0.5, 1/sqrt for -0.5,
+  x*x for 2 ..., ops.h ac_powc), so that requires_grad never changes a value.
+  `x ** c` is compared with torch.pow(x, c) for a Python scalar c; the forms
+  with a Variable exponent with that kernel's value and torch's
+  derivatives.yaml rules for pow (torch's tensor ** tensor kernel calls
+  pow() instead, which differs at -0.0 and -inf).
 * maximum/minimum with a number compare with torch.maximum(x, tensor(c)).
 """
 import functools
@@ -182,9 +186,33 @@ BINARY = {  # name -> (autograd_c, torch Variable-Variable, torch Variable-numbe
 # reciprocal, products), which differ from pow() at -inf and -0.0.
 
 
+def _torch_pow(form, a, b):
+    """Value and gradients of a ** b as autograd_c defines pow (module
+    docstring), computed with torch: the scalar-exponent kernel's value,
+    its gradient for the base, and derivatives.yaml's rule for the exponent
+    (0 where base == 0 and exponent >= 0, else value * log(base))."""
+    tb = tvar(a)
+    value = torch.pow(tb, float(b))
+    value.backward()
+    d_exponent = torch.where(torch.tensor((a == 0) & (b >= 0)), tconst(0.0),
+                             value.detach() * torch.log(tconst(a))).item()
+    if form == "vv":
+        return [value.item(), tgrad(tb), d_exponent]
+    return [value.item(), d_exponent]
+
+
 def _binary_mismatches(name, form, a, b):
     """'' if autograd_c matches torch on (a, b), else a description."""
     f, t_vv, t_vn, t_nv = BINARY[name]
+    if name == "pow" and form != "vn":
+        xa, xb = Variable(a), Variable(b)
+        y = xa ** xb if form == "vv" else a ** xb
+        y.backward()
+        got = [y.data, xa.grad, xb.grad] if form == "vv" else [y.data, xb.grad]
+        want = _torch_pow(form, a, b)
+        if all(close(g, w) for g, w in zip(got, want)):
+            return ""
+        return f"{name}({a!r}, {b!r}) [{form}]: value, grads {got} != torch {want}"
     if form == "vv":       # Variable op Variable
         xa, xb, ta, tb = Variable(a), Variable(b), tvar(a), tvar(b)
         y, ty, leaves, tleaves = f(xa, xb), t_vv(ta, tb), [xa, xb], [ta, tb]
@@ -744,3 +772,49 @@ def test_backward_on_leaf_adds_seed():
     t.backward()
     t.backward(tconst(2.5))
     assert x.grad == tgrad(t) == 3.5
+
+
+# ---------------------------------------------------------------------------
+# pow: one formula whatever requires grad (issue 8)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x0", GRID, ids=vid)
+@pytest.mark.parametrize("z0", [0.5, -0.5, 2.0, 3.0, -1.0, -2.0, 0.0, 1.5, -3.0], ids=vid)
+def test_pow_value_never_depends_on_requires_grad(x0, z0):
+    values = set()
+    for base_rg in (True, False):
+        for exp in ("number", "var", "const var"):
+            x = Variable(x0, requires_grad=base_rg)
+            z = z0 if exp == "number" else Variable(z0, requires_grad=exp == "var")
+            values.add(repr((x ** z).data))
+            with ag.no_grad():
+                values.add(repr((x ** z).data))
+    # and c ** x: the same formula with the base a number
+    for rg in (True, False):
+        values.add(repr((x0 ** Variable(z0, requires_grad=rg)).data))
+    assert len(values) == 1, values
+    assert values == {repr(torch.pow(tconst(x0), z0).item())}
+
+
+@pytest.mark.parametrize("g", [math.inf, -math.inf, math.nan], ids=vid)
+def test_pow_masked_derivatives_meet_nonfinite_gradients_as_in_torch(g):
+    # torch multiplies the incoming gradient by d(x**z)/dz masked to 0 at
+    # x == 0, z >= 0 (so inf or nan gives nan), but selects 0 for d/dx at a
+    # zero exponent (0 whatever the gradient)
+    x, z = Variable(0.0), Variable(2.0)
+    tx, tz = tvar(0.0), tvar(2.0)
+    (x ** z).backward(g)
+    torch.pow(tx, tz).backward(tconst(g))
+    assert close(z.grad, tgrad(tz)) and math.isnan(z.grad)
+    assert close(x.grad, tgrad(tx))
+    z = Variable(1.0)
+    (0.0 ** z).backward(g)
+    tz = tvar(1.0)
+    torch.pow(tconst(0.0), tz).backward(tconst(g))
+    assert close(z.grad, tgrad(tz)) and math.isnan(z.grad)
+    for exponent in (0, Variable(0.0)):
+        x = Variable(3.0)
+        (x ** exponent).backward(g)
+        tx = tvar(3.0)
+        torch.pow(tx, 0.0 if exponent == 0 else tconst(0.0)).backward(tconst(g))
+        assert close(x.grad, tgrad(tx)) and x.grad == 0.0
