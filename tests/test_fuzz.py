@@ -2,9 +2,8 @@
 without atheris, `pip install -e ".[fuzz]"`), a short fixed-seed run of its
 random-input mode (no atheris needed), and the crashes it found, replayed.
 
-FUZZ_AVOID switches off the fuzzer features that still crash the current
-core (issue 8); when the core is fixed, empty KNOWN_CRASHERS and remove the
-xfail markers of the replays.
+FUZZ_AVOID switches off fuzzer features that crash the core, while a fix is
+pending: put their names in KNOWN_CRASHERS and mark the replay xfail.
 """
 import glob
 import os
@@ -18,7 +17,7 @@ import autograd_c as ag
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ag.__file__)))
 FUZZ = os.path.join(ROOT, "scripts", "fuzz.py")
 CRASHES = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "fuzz", "crash-*")))
-KNOWN_CRASHERS = "mutfloat"       # nn.Layer input whose __float__ shrinks the list: segfault
+KNOWN_CRASHERS = ""               # FUZZ_AVOID features that still crash the core: none
 
 
 def run_fuzz(args, avoid, timeout, cwd):
@@ -45,7 +44,6 @@ def test_fuzz_random_inputs(tmp_path):
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: a crash the fuzzer found")
 @pytest.mark.parametrize("path", CRASHES, ids=os.path.basename)
 def test_fuzz_crash_replay(path, tmp_path):
     """Each saved crash input replays cleanly with every feature on."""

@@ -23,11 +23,12 @@ the factor 2 is the compaction schedule (the tape compacts when it doubles
 past the floor or past what survived the last compaction); SLACK = 8 MB
 covers the interpreter's and the allocator's own noise.  Everything the
 tape pins -- nodes, leaf-table entries and the dead leaf Variables that only
-the leaf table keeps alive -- must count against that floor.  Today the
-compaction trigger counts nodes (and operand-list words) only, so
-fresh_leaves pins 1M dead leaves (~130 MB) before anything compacts.  (With
-the small floor of 16,384 nodes the pinned leaves stay under the slack: that
-variant passes today and guards the fix.)
+the leaf table keeps alive -- must count against that floor.  Before the
+fix of issue 8 the compaction trigger counted nodes (and operand-list words)
+only, so fresh_leaves pinned 1M dead leaves (~130 MB, bound 40 MB) before
+anything compacted, and running_total raised once a compaction released the
+graph.  (With the small floor of 16,384 nodes the pinned leaves stayed under
+the slack: that variant passed before the fix too.)
 """
 import json
 import os
@@ -107,10 +108,6 @@ print(json.dumps({"base": base, "peak": peak, "held": held, "stats": s,
 '''
 
 SHAPES = ["train", "eval", "keep_losses", "running_total", "fresh_leaves", "two_models"]
-XFAIL_MEMORY = pytest.mark.xfail(strict=True, reason="issue 8: dead leaves pinned until the node floor")
-XFAIL_RUNNING = pytest.mark.xfail(strict=True, reason="issue 8: arithmetic on a released graph")
-
-
 RUNS = Prefetch({(shape, floor): (LOOP, (shape, floor, ITERATIONS))
                  for shape in SHAPES for floor in ["default", "16384"]})
 
@@ -126,12 +123,7 @@ def measure(shape, floor):
 def params():
     for floor in ["default", "16384"]:
         for shape in SHAPES:
-            marks = []
-            if shape == "fresh_leaves" and floor == "default":
-                marks = [XFAIL_MEMORY]
-            elif shape == "running_total":
-                marks = [XFAIL_RUNNING]       # raises once a compaction released the graph
-            yield pytest.param(shape, floor, marks=marks, id=f"{shape}-floor-{floor}")
+            yield pytest.param(shape, floor, id=f"{shape}-floor-{floor}")
 
 
 @pytest.mark.parametrize("shape,floor", list(params()))

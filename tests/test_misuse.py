@@ -2,10 +2,9 @@
 unusual order, and what they should then see (checked against PyTorch and
 micrograd where they define the behaviour).
 
-The Python-layer fixes (optimiser hyperparameters and params, a reused
-set_grad_enabled object, an empty nn.Layer) are in place and their tests
-pass; the ones that need the compiled core are xfail(strict) until it is
-fixed.
+Each test failed before the fix of issue 8 (the optimiser, grad-mode and
+nn.Layer ones in the Python layer, the others in the compiled core), except
+where marked xfail: still open.
 """
 import gc
 import math
@@ -136,10 +135,9 @@ def test_empty_layer_returns_empty_list():
 
 
 # ---------------------------------------------------------------------------
-# core: need src/_core.pyx (xfail until fixed)
+# core (src/*.pxi)
 # ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 8: requires_grad=False after recording")
 def test_leaf_switched_to_constant_after_recording_gets_no_grad():
     """A leaf switched to requires_grad=False after it was recorded no longer
     accumulates .grad, as in PyTorch (AccumulateGrad skips a tensor that no
@@ -153,7 +151,6 @@ def test_leaf_switched_to_constant_after_recording_gets_no_grad():
     assert x.grad == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: micrograd positional children")
 def test_micrograd_positional_children_is_not_a_constant():
     """micrograd's Value(data, _children=(), _op='') takes children
     positionally; Value(2.0, ()) must not silently make a constant.  Either
@@ -170,7 +167,6 @@ def test_micrograd_positional_children_is_not_a_constant():
     assert v.grad == 4.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: requires_grad must be a bool")
 @pytest.mark.parametrize("flag", ["no", "", 1.5, [], None], ids=repr)
 def test_requires_grad_must_be_a_bool(flag):
     """requires_grad="no" (truthy) counted as True; torch raises TypeError:
@@ -213,7 +209,6 @@ def _bytes_per_node(shared, n=20_000):
     return in_fresh_thread(body)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: per-call Function instance cost")
 def test_function_instance_per_call_is_cheap():
     """The README's `Softplus()(x)` pattern (one instance per call) costs a
     threading.local per node, ~1.3 KB (Python allocations) against ~160 B

@@ -3,7 +3,7 @@ unrelated state.
 
 After ``y.backward()``, a recorded Variable that was alive during the pass
 shows its adjoint as ``.grad``.  A node reached afterwards through ``_prev``
-(or drawn by ``to_dot``) gets a Variable made on demand; today it shows the
+(or drawn by ``to_dot``) gets a Variable made on demand; before the fix of issue 8 it showed the
 adjoint only if its index on the thread's tape is below 2**20 (the kept
 adjoint buffer) and only until an unrelated ``ag.grad()`` reuses that buffer
 -- otherwise 0.0, a wrong number.
@@ -21,7 +21,6 @@ import pytest
 import autograd_c as ag
 from helpers import in_fresh_thread
 
-XFAIL = pytest.mark.xfail(strict=True, reason="issue 8: interior adjoints depend on unrelated state")
 
 
 def interior(y):
@@ -58,9 +57,8 @@ def test_interior_adjoint_small_graph():
     assert in_fresh_thread(body)
 
 
-@XFAIL
 def test_interior_adjoint_past_two_to_the_twenty():
-    """The interior node has index 2**20 + 10: today .grad is 0.0."""
+    """The interior node has index 2**20 + 10: .grad was 0.0 before the fix."""
     def body():
         x, y = build(big=True)
         y.backward()
@@ -71,10 +69,9 @@ def test_interior_adjoint_past_two_to_the_twenty():
     assert in_fresh_thread(body)
 
 
-@XFAIL
 @pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
 def test_interior_adjoint_after_unrelated_grad(big):
-    """An unrelated ag.grad() between backward() and the walk: today the
+    """An unrelated ag.grad() between backward() and the walk: before the fix the
     interior node shows 0.0 (the buffer was reused)."""
     def body():
         x, y = build(big)
@@ -87,7 +84,6 @@ def test_interior_adjoint_after_unrelated_grad(big):
     assert in_fresh_thread(body)
 
 
-@XFAIL
 def test_interior_adjoint_never_zero_over_a_walk():
     """Walking a whole graph after backward(): every interior node whose
     true adjoint is nonzero shows it (or None) even after an unrelated

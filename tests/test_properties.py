@@ -106,8 +106,7 @@ class Mul(ag.Function):
         return gy * b, gy * a
 
 
-def run_ag(leaves, prog, out_extra, junk, flags=None):
-    flags = {} if flags is None else flags
+def run_ag(leaves, prog, out_extra, junk):
     xs = [ag.Variable(v) for v in leaves]
     nodes = list(xs)
     for ins in prog:
@@ -121,10 +120,6 @@ def run_ag(leaves, prog, out_extra, junk, flags=None):
             b = nodes[j] if form == "VV" else c
             if form == "cV":
                 a, b = c, a
-            if op == "**" and form != "Vc" and float(a) == 0.0:
-                # d(a**b)/db at a == 0 ignores a non-finite incoming gradient (issue 8,
-                # section 5): test_pow_zero_base_in_a_dag below
-                flags["pow_zero_base"] = True
             if kind == "maxmin":
                 nodes.append(getattr(ag, op)(a, b))
             else:
@@ -256,20 +251,17 @@ def same(got, want, rel):
     return abs(got - want) <= rel * max(1.0, abs(want))
 
 
-def check_program(leaves, prog, out_extra, known_defects=False):
+def check_program(leaves, prog, out_extra):
     def body():
         junk = []
-        flags = {}
         floor = _core._set_compaction_floor(1 << 20)
         try:
-            xs, out = run_ag(leaves, prog, out_extra, junk, flags)
+            xs, out = run_ag(leaves, prog, out_extra, junk)
             g = ag.grad(out, xs)
             out.backward()
             g2 = [x.grad for x in xs]
         finally:
             _core._set_compaction_floor(floor)
-        if flags and not known_defects:
-            return "skipped"
         if torch is not None:
             y, want = run_torch(leaves, prog, out_extra)
             rel_v, rel_g = 1e-9, 1e-7
@@ -289,9 +281,7 @@ def check_program(leaves, prog, out_extra, known_defects=False):
             assert ag.grad(r, [u])[0] == pytest.approx(m * math.exp(1.25 * m) + 1.0, rel=1e-14)
         return True
 
-    result = in_fresh_thread(body)
-    hypothesis.assume(result != "skipped")
-    assert result
+    assert in_fresh_thread(body)
 
 
 @settings(PROFILE)
@@ -308,9 +298,10 @@ def test_random_dags_with_special_values(p):
     check_program(*p)
 
 
-# Found by test_random_dags_with_special_values: x0 = 0, n = (-x0) ** x0, out =
-# dot([n, 0, 0], [inf, 0, 0]) + x0.  torch: d out/d x0 = nan (inf * 0 through
-# the exponent's adjoint at a zero base); autograd_c: 1.0.
+# Found by test_random_dags_with_special_values before the fix of issue 8:
+# x0 = 0, n = (-x0) ** x0, out = dot([n, 0, 0], [inf, 0, 0]) + x0.  torch:
+# d out/d x0 = nan (inf * 0 through the exponent's adjoint at a zero base);
+# autograd_c gave 1.0.
 POW_ZERO_BASE = ([0.0, 0.0],
                  [("junk", 0), ("unary", "neg", 0), ("binary", "**", "VV", 0, 0, 0.0),
                   ("dot", [("v", 3), ("c", 0.0), ("c", 0.0), ("c", INF), ("c", 0.0), ("c", 0.0)])],
@@ -318,8 +309,6 @@ POW_ZERO_BASE = ([0.0, 0.0],
 
 
 @pytest.mark.skipif(torch is None, reason="needs torch")
-@pytest.mark.xfail(strict=True, reason="issue 8: pow adjoint at a zero base ignores a non-finite gradient")
 def test_pow_zero_base_in_a_dag():
-    """The case test_random_dags_with_special_values skips until the fix:
-    after it, remove the skip in check_program (`flags`)."""
-    check_program(*POW_ZERO_BASE, known_defects=True)
+    """A non-finite adjoint reaching pow's exponent at a zero base gives nan, as torch."""
+    check_program(*POW_ZERO_BASE)

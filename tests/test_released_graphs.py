@@ -7,7 +7,7 @@ so everything that only needs the value -- arithmetic, functions, sum/dot,
 Functions, layers, comparisons, ``.data``, printing -- must keep working; only
 backward()/grad() through the released part may refuse, with the clear
 "assigned a new value" RuntimeError (PyTorch's error for a modified saved
-tensor).  Today arithmetic on it raises RuntimeError ("the graph of this
+tensor).  Before the fix of issue 8 arithmetic on it raised RuntimeError ("the graph of this
 Variable was released"), so a running total kept for logging breaks after
 the first compaction.
 """
@@ -20,7 +20,6 @@ import autograd_c as ag
 from autograd_c import _core, nn
 from helpers import in_fresh_thread
 
-XFAIL = pytest.mark.xfail(strict=True, reason="issue 8: arithmetic on a released graph")
 STALE = "new value|modified|released"
 
 
@@ -50,7 +49,6 @@ def _train_with_running_total(steps):
     return running, plain
 
 
-@XFAIL
 def test_running_total_survives_compactions(floor_2000):
     """`running = running + loss` over a training loop: with a compaction
     every ~70 steps (floor 2,000 nodes) it must run all 1,000 steps and
@@ -103,7 +101,6 @@ USES = {
 }
 
 
-@XFAIL
 @pytest.mark.parametrize("use", sorted(USES))
 def test_released_variable_in_arithmetic(use):
     """Every operation on a released Variable r (value 7) with a live leaf
@@ -141,7 +138,6 @@ def test_released_variable_value_only_uses():
     assert in_fresh_thread(body)
 
 
-@XFAIL
 def test_released_variable_in_a_layer():
     """A released Variable as an nn.Layer input: the layer's value is right."""
     def body():

@@ -59,7 +59,6 @@ def disagreements(forms_of, grid):
     return bad
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: pow value depends on requires_grad")
 def test_pow_value_does_not_depend_on_requires_grad():
     """x ** c gives the same bits whether x and c are Variables that require
     grad, constant Variables, numbers, or computed under no_grad."""
@@ -91,10 +90,9 @@ def minmax_forms(x, z):
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: maximum/minimum of signed zeros depend on requires_grad")
 def test_max_min_signed_zero_does_not_depend_on_requires_grad():
     """maximum(-0.0, 0.0) gives the same zero whichever operand requires
-    grad or is a number (today the constant path swaps the operands)."""
+    grad or is a number (before the fix the constant path swapped the operands)."""
     def forms(x, z):
         f = minmax_forms(x, z)
         return {k: v for k, v in f.items() if k.startswith("maximum")}
@@ -159,7 +157,6 @@ def test_pow_adjoints_match_torch_for_finite_seeds():
     assert not bad, bad[:6]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: pow adjoint skips the multiply for a non-finite gradient")
 def test_pow_adjoints_match_torch_for_non_finite_seeds():
     """d(x**z)/dz at x == 0, z >= 0 with a nan/inf incoming gradient is nan
     in torch (grad * 0); autograd_c returns 0 (and the same for 0 ** V)."""
