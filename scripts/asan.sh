@@ -67,6 +67,7 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:alloc_deall
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
 export LSAN_OPTIONS="report_objects=0:max_leaks=200:exitcode=0"   # leaks are judged below, not by exit status
 export PYTHONMALLOC=malloc
+export AUTOGRAD_C_SANITIZER=asan   # tests stretch subprocess timeouts and skip RSS measurements
 export PYTHONFAULTHANDLER=1
 
 echo "== pytest under ASan + UBSan (logs in $logs)"

@@ -87,6 +87,7 @@ done
 rm -rf "$logs"
 mkdir -p "$logs"
 export PYTHONMALLOC=malloc
+export AUTOGRAD_C_SANITIZER=valgrind   # tests stretch subprocess timeouts and skip RSS measurements
 echo "== pytest under valgrind memcheck (logs in $logs)"
 set +e
 valgrind --tool=memcheck --trace-children=yes --leak-check=full --show-leak-kinds=definite \

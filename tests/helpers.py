@@ -23,6 +23,12 @@ def in_fresh_thread(fn, *args, **kwargs):
     return box.get("value")
 
 
+# scripts/asan.sh and scripts/valgrind.sh set AUTOGRAD_C_SANITIZER: everything
+# runs 5-50x slower there, so subprocess timeouts stretch
+SANITIZER = os.environ.get("AUTOGRAD_C_SANITIZER", "")
+TIMEOUT_SCALE = 20 if SANITIZER else 1
+
+
 def run_python(source, *args, timeout=120, env=None):
     """Run `source` in a fresh interpreter that imports this checkout's
     autograd_c; return (returncode, stdout, stderr).  For code that may crash
@@ -40,7 +46,7 @@ def run_python(source, *args, timeout=120, env=None):
     full_env.setdefault("PYTHONFAULTHANDLER", "1")
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-c", source, *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+                          text=True, env=full_env, timeout=timeout * TIMEOUT_SCALE)
     return proc.returncode, proc.stdout, proc.stderr
 
 

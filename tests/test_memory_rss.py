@@ -36,10 +36,14 @@ import sys
 
 import pytest
 
-from helpers import Prefetch
+from helpers import SANITIZER, Prefetch
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
-                                reason="RSS is read from /proc/self/statm (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
+                       reason="RSS is read from /proc/self/statm (Linux)"),
+    pytest.mark.skipif(bool(SANITIZER), reason=f"RSS under {SANITIZER} counts its shadow "
+                       "memory and quarantine"),
+]
 
 ITERATIONS = 20_000
 SLACK = 8 << 20
