@@ -117,8 +117,11 @@ cdef class Variable:
         Leaves accumulate it over backward() calls until zeroed; a recorded
         Variable shows the adjoint of the latest backward() pass.
         """
+        cdef double pending
         if self.cache_tape != NULL:
-            return self.grad_value + self.cache_tape.leaf_grad[self.index]
+            pending = self.cache_tape.leaf_grad[self.index]
+            # nothing pending: the value as set (a -0.0 stays -0.0)
+            return self.grad_value if pending == 0.0 else self.grad_value + pending
         if self.grad_unknown:
             return None
         return self.grad_value
