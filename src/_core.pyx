@@ -11,6 +11,7 @@
 #     functions.pxi      custom Functions (AC_CUSTOM nodes)
 #     tracing.pxi        tracing a function for ag.compile: guards, ConcretizationError
 #     replay.pxi         compiled functions: compiling a trace, evaluating it (replay*.c)
+#     replay_args.pxi    compiled functions' arguments: shapes, values, rows, gradients
 #     kernels.pxi        nn layers and optimiser steps in one call each
 #     introspection.pxi  grad modes, leaves/graph_size, micrograd's _prev/_op
 # Includes (not separate modules) keep every call from the arithmetic slots
@@ -53,5 +54,6 @@ include "backward.pxi"
 include "functions.pxi"
 include "tracing.pxi"
 include "replay.pxi"
+include "replay_args.pxi"
 include "kernels.pxi"
 include "introspection.pxi"
