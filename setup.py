@@ -23,12 +23,17 @@ else:
     # No -ffast-math: the gradients rely on IEEE inf/nan semantics.
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
     compile_args += ["-Wno-unused-function"]
+    # src/higher.cpp is C++ only for its number types (templates, operator
+    # overloading): no exceptions, RTTI or standard library, so the module
+    # links as C and needs no libstdc++ (tests/test_packaging.py checks).
+    compile_args += ["-fno-exceptions"]
 
 extension = Extension(
     "autograd_c._core",
-    sources=["src/_core.pyx", "src/tape.c"],
+    sources=["src/_core.pyx", "src/tape.c", "src/higher.cpp"],
     include_dirs=["src"],
-    depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd"]
+    language="c",       # link with the C compiler driver: nothing from libstdc++ is used
+    depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd", "src/higher.h"]
     + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
 )
