@@ -50,6 +50,7 @@ from ._core import (
 from . import optim
 from .checking import GradcheckError, gradcheck, numerical_grad
 from .function import Function
+from .functional import hessian, hvp, jacobian, jvp, vjp
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
 from .viz import draw, to_dot
 
@@ -72,7 +73,11 @@ __all__ = [
     "grad",
     "gradcheck",
     "graph_size",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
+    "jacobian",
+    "jvp",
     "leaves",
     "log",
     "log1p",
@@ -92,4 +97,5 @@ __all__ = [
     "tanh",
     "tape_stats",
     "to_dot",
+    "vjp",
 ]

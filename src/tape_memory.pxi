@@ -85,6 +85,10 @@ cdef class Tape:
     cdef dict kept_fn_results     # its Functions' gradients, for a recomputation
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
+    cdef int pinned               # > 0 while a create_graph pass holds node indices (higher.pxi):
+                                  # recording is allowed, compaction waits until it ends
+    cdef uint64_t epoch           # counts the events that renumber nodes (compaction, reset), so a
+                                  # caller holding indices across Python code can tell
 
     def __cinit__(self):
         ac_tape_init(&self.t)
@@ -136,6 +140,7 @@ cdef class Tape:
         _forget_pass(self)
         self.known_from = 0
         self.budget = _compaction_floor_bytes
+        self.epoch += 1
         _leave_busy(self)
         # last, on a consistent empty tape: dropping these may run finalizers,
         # which may record on this tape
@@ -155,6 +160,8 @@ cdef class Tape:
         cdef int64_t room = (self.budget - self._footprint()) // NODE_BYTES
         if self.t.busy:
             self.limit = 0                 # every recording attempt reaches _make_room, which refuses
+        elif self.pinned:
+            self.limit = self.t.capacity   # no compaction: the slow path only grows the arrays
         else:
             self.limit = self.t.size + max(0, min(self.t.capacity - self.t.size, room))
 
@@ -162,6 +169,8 @@ cdef class Tape:
         """Compact, then set the budget to twice what survived plus what the
         caller is about to add."""
         _check_not_busy(self, "record operations")
+        if self.pinned:
+            return 0                       # node indices are held (create_graph): grow instead
         _enter_busy(self, BUSY_COMPACT)
         try:
             released = self._compact()
@@ -205,7 +214,7 @@ cdef class Tape:
         arrays (operand lists); compacts first if the budget would be passed."""
         cdef int rc
         _check_not_busy(self, "record operations")
-        if self._footprint() + n * NODE_BYTES + extra_bytes > self.budget:
+        if self._footprint() + n * NODE_BYTES + extra_bytes > self.budget and not self.pinned:
             self._compact_and_reschedule(n, extra_bytes)
         if self.t.size + n > self.t.capacity:
             rc = ac_grow_nodes(&self.t, self.t.size + n)
@@ -310,6 +319,7 @@ cdef class Tape:
         for k in range(kept_leaves):
             t.ndetached += not t.leaf_flags[k] & AC_LEAF_CURRENT
         ac_compact_finish(t, &cp, leaf_remap)
+        self.epoch += 1
         p = self.live_head
         while p != NULL:
             v = <Variable>p
