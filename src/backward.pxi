@@ -10,7 +10,7 @@
 
 cdef int _sweep(Tape tape, double *adj, ac_node root, double seed, int deliver,
                 ac_sweep_result *swept) except -1:
-    """ac_sweep.  The caller holds the tape busy (BUSY_SWEEP) and has set
+    """ac_sweep.  The caller holds the tape busy (_enter_busy) and has set
     tape.fn_results, so a Function's backward runs once per pass even when
     the exact sweep redoes the fast one or detect_anomaly searches again."""
     if ac_sweep(&tape.t, adj, adj + root + 1, root, seed, deliver, swept) < 0:
@@ -192,11 +192,14 @@ cdef int _backward(Variable v, object gradient) except -1:
         v.grad_value += seed
         return 0
     tape = _owning_tape(v)
-    # Busy before anything allocates: from here the tape cannot change, so
-    # the root index and the buffer sizes read below stay right.
-    _enter_busy(tape, BUSY_SWEEP)
+    fn_results = {} if tape.functions else None    # may run a finalizer (which may compact)
+    # Busy from here: the tape cannot change, so the root index and the
+    # buffer sizes read below stay right.
+    _enter_busy(tape)
     try:
-        tape.fn_results = {} if tape.functions else None
+        tape.fn_results = fn_results
+        if v.kind != K_NODE:
+            _owning_tape(v)                        # released meanwhile: says so
         root = v.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, False)
         try:
@@ -228,7 +231,7 @@ cdef int _zero_grad(Variable v) except -1:
         return 0
     tape = _owning_tape(v)
     _check_not_busy(tape, "call zero_grad()")
-    _enter_busy(tape, BUSY_SWEEP)
+    _enter_busy(tape)
     root = v.index
     ac_mark_reachable(&tape.t, root, &reach)
     for k in range(reach.leaf_lo, reach.leaf_hi + 1):
@@ -291,9 +294,12 @@ def grad(output, inputs, create_graph=False):
     if out.kind == K_LEAF:
         return [1.0 if x is out else 0.0 for x in inputs]
     tape = _owning_tape(out)
-    _enter_busy(tape, BUSY_SWEEP)       # before anything allocates, as in _backward
+    fn_results = {} if tape.functions else None
+    _enter_busy(tape)                   # as in _backward
     try:
-        tape.fn_results = {} if tape.functions else None
+        tape.fn_results = fn_results
+        if out.kind != K_NODE:
+            _owning_tape(out)
         root = out.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, True)
         try:

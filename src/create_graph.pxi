@@ -208,8 +208,7 @@ cdef class _GraphWalk:
             g.kind = AC_REC_NUMBER
             g.v = float(seed)
         self.add(<uint32_t>root, g)
-        tape.pinned += 1
-        tape._set_limit()
+        _pin(tape)
         ts.grad_enabled = 1            # the pass is recorded, whatever the caller's mode
         try:
             i = root
@@ -259,8 +258,7 @@ cdef class _GraphWalk:
                 i -= 1
         finally:
             ts.grad_enabled = enabled
-            tape.pinned -= 1
-            tape._set_limit()
+            _unpin(tape)
             self.arena.clear()
         return 0
 
@@ -347,16 +345,12 @@ cdef class _GraphWalk:
 
 
 cdef object _walk_node_object(Tape tape, ac_node i):
-    """The Variable of node i during a create_graph pass: _node_object, except
-    that it never recomputes a previous pass's adjoints (a sweep, which
-    would run Functions' backward mid-pass): .grad is then unknown (None)."""
-    cdef Variable v
-    if tape.objmap != NULL and i < tape.objmap_size and tape.objmap[i] != NULL:
-        return <object>tape.objmap[i]
-    if tape.kept_root >= 0 and i <= tape.kept_root and tape.kept_valid and tape.kept_adj == NULL:
-        v = _new_node(tape, i, tape.t.val[i])
-        v.grad_unknown = 1
-        return v
+    """The Variable of node i during a create_graph pass (_node_object), never
+    recomputing a previous pass's adjoints for its .grad: that is a sweep,
+    which would run Functions' backward mid-pass.  Where they were not kept
+    (graphs above 2^20 nodes) they become unknown (.grad None)."""
+    if tape.kept_adj == NULL:
+        tape.kept_valid = False
     return _node_object(tape, i)
 
 

@@ -278,7 +278,7 @@ cdef class _Recording:
         cdef Py_ssize_t o, j
         cdef ac_node i
         self._prepare(True, False, False)
-        _enter_busy(self.tape, BUSY_SWEEP)
+        _enter_busy(self.tape)
         try:
             if self.hi >= self.lo:
                 self._tangent_sweep(&v[0])
@@ -294,7 +294,7 @@ cdef class _Recording:
         """out[j] = sum_o seeds[o] * d output_o / d input_j: one reverse sweep."""
         cdef Py_ssize_t o, j
         self._prepare(False, True, False)
-        _enter_busy(self.tape, BUSY_SWEEP)
+        _enter_busy(self.tape)
         try:
             if self.hi >= self.lo:
                 self._reverse_sweep(&seeds[0], -1, False)
@@ -312,7 +312,7 @@ cdef class _Recording:
         cdef Py_ssize_t o, j, k
         cdef ac_node i
         self._prepare(forward, not forward, False)
-        _enter_busy(self.tape, BUSY_SWEEP)
+        _enter_busy(self.tape)
         try:
             for k in range(self.m * self.n):
                 out[k] = 0.0
@@ -343,7 +343,7 @@ cdef class _Recording:
         cdef Py_ssize_t j
         cdef int needs_graph = 0
         self._prepare(True, True, True)
-        _enter_busy(self.tape, BUSY_SWEEP)
+        _enter_busy(self.tape)
         try:
             for j in range(self.n):
                 grad[j] = 0.0
@@ -373,7 +373,7 @@ cdef class _Recording:
         cdef Py_ssize_t j, k
         cdef int needs_graph = 0
         self._prepare(True, True, True)
-        _enter_busy(self.tape, BUSY_SWEEP)
+        _enter_busy(self.tape)
         try:
             for k in range(self.n * self.n):
                 out[k] = 0.0

@@ -34,15 +34,14 @@ def _is_anomaly_enabled():
 
 
 cdef Tape _reach(Variable v, ac_sweep_result *reach):
-    """Mark what v depends on, or None for a leaf or constant.  The tape is
-    left busy (nothing may record or compact while marks are set); the
-    caller clears the marks and calls _leave_busy."""
+    """Mark what v depends on, or None for a leaf or constant.  The caller
+    clears the marks before any Python code can run (a finalizer could
+    compact or sweep, which use the marks)."""
     cdef Tape tape
     if v.kind < K_NODE:
         return None
     tape = _owning_tape(v)
     _check_not_busy(tape, "walk a graph")
-    _enter_busy(tape, BUSY_SWEEP)
     ac_mark_reachable(&tape.t, v.index, reach)
     return tape
 
@@ -60,24 +59,34 @@ def leaves(v):
     cdef Variable var
     cdef Tape tape
     cdef ac_sweep_result reach
-    cdef int64_t k
+    cdef int64_t k, n = 0
+    cdef int64_t *entries = NULL
     if not isinstance(v, Variable):
         raise TypeError(f"leaves() takes a Variable, not {type(v).__name__}")
     var = v
     if var.kind == K_LEAF:
         return [var]
-    tape = _reach(var, &reach)
-    if tape is None:
+    if var.kind < K_NODE:
         return []
+    tape = _owning_tape(var)
+    entries = <int64_t *>malloc((tape.t.nleaves + 1) * sizeof(int64_t))
+    if entries == NULL:
+        raise MemoryError()
+    _reach(var, &reach)
+    for k in range(reach.leaf_lo, reach.leaf_hi + 1):     # C only while the marks are set
+        if tape.t.leaf_flags[k] & AC_LEAF_MARK and (<Variable>tape.t.leaf_obj[k]).kind != K_RELEASED:
+            entries[n] = k
+            n += 1
+    ac_clear_marks(&tape.t, &reach, var.index)
+    _pin(tape)                 # the leaf table stays as it is while the list is made
     try:
         found = {}
-        for k in range(reach.leaf_lo, reach.leaf_hi + 1):
-            if tape.t.leaf_flags[k] & AC_LEAF_MARK and (<Variable>tape.t.leaf_obj[k]).kind != K_RELEASED:
-                leaf = <object>tape.t.leaf_obj[k]
-                found.setdefault(id(leaf), leaf)     # a leaf re-used after .data = ... has two entries
+        for k in range(n):
+            leaf = <object>tape.t.leaf_obj[entries[k]]
+            found.setdefault(id(leaf), leaf)     # a leaf re-used after .data = ... has two entries
     finally:
-        ac_clear_marks(&tape.t, &reach, var.index)
-        _leave_busy(tape)
+        _unpin(tape)
+        free(entries)
     return list(found.values())
 
 
@@ -104,16 +113,7 @@ def graph_size(v):
     for i in range(reach.lo, var.index + 1):
         count += ac_is_marked(&tape.t, i)
     ac_clear_marks(&tape.t, &reach, var.index)
-    _leave_busy(tape)
     return count
-
-
-cdef int _check_consistent(Tape tape, str what) except -1:
-    """Reading a graph is fine during a backward pass (its nodes stay as
-    they are), not while the tape compacts or resets itself."""
-    if tape.busy_reason == BUSY_COMPACT or tape.busy_reason == BUSY_RESET:
-        raise RuntimeError(_busy_message(tape, what))
-    return 0
 
 
 _MICROGRAD_SYMBOLS = {
@@ -126,10 +126,10 @@ cdef str _op_name(Variable v):
     """Variable.op: the operation that produced v ('' for leaves and constants)."""
     if v.kind != K_NODE:
         return ""
-    _check_consistent(<Tape>v.owner, "read a Variable's operation")
     cdef int op = ac_opcode((<Tape>v.owner).t.code[v.index])
     if op == AC_CUSTOM:
-        return type((<Tape>v.owner).functions[v.index]).__name__
+        fn = (<Tape>v.owner).functions.get(v.index)   # absent only mid-compaction
+        return "function" if fn is None else type(fn).__name__
     return ac_op_name(op).decode()
 
 
@@ -141,7 +141,6 @@ cdef object _micrograd_op(Variable v):
     if v.kind != K_NODE:
         return ""
     tape = <Tape>v.owner
-    _check_consistent(tape, "read a Variable's operation")
     w = tape.t.code[v.index]
     op = ac_opcode(w)
     if op == AC_POWC:
@@ -161,11 +160,10 @@ cdef set _prev_of(Variable v):
     if v.kind != K_NODE:
         return set()
     tape = _owning_tape(v)
-    _check_consistent(tape, "walk a graph")
     # Making the operand objects allocates (the garbage collector may run a
-    # finalizer): the tape stays busy so nothing can move, and the operand
-    # references are copied first all the same.
-    _enter_busy(tape, BUSY_SWEEP)
+    # finalizer, which may record): the tape is pinned so no node moves, and
+    # the operand references are copied first, as recording may move args.
+    _pin(tape)
     try:
         w = tape.t.code[v.index]
         op = ac_opcode(w)
@@ -184,7 +182,7 @@ cdef set _prev_of(Variable v):
         return prev
     finally:
         free(refs)
-        _leave_busy(tape)
+        _unpin(tape)
 
 
 cdef void _drop_objmap(Tape tape) noexcept:
@@ -294,12 +292,15 @@ cdef bint _kept_adjoint(Tape tape, ac_node i, double *out) except -1:
         buf = <double *>malloc(n * sizeof(double))
         if buf == NULL:
             return False
-        tape.fn_results = {} if tape.kept_fn_results is None else tape.kept_fn_results
+        fn_results = {} if tape.kept_fn_results is None else tape.kept_fn_results
+        _enter_busy(tape)                    # a sweep: nothing may change the arrays
+        tape.fn_results = fn_results
         try:
             rc = ac_sweep(&tape.t, buf, buf + tape.kept_root + 1, tape.kept_root,
                           tape.kept_seed, 0, &r)
         finally:
             tape.fn_results = None
+            _leave_busy(tape)
         if rc < 0:                           # interrupted (Ctrl-C), or a Function failed
             free(buf)
             tape.kept_valid = False

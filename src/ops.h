@@ -95,9 +95,10 @@ static inline double ac_powc(double x, double c)
     return pow(x, c);
 }
 
-/* maximum/minimum propagate nan, as torch.maximum / torch.minimum */
-static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? z : (x > z ? x : z)); }
-static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x < z ? x : z)); }
+/* maximum/minimum propagate nan and, at a tie (0.0 and -0.0), give the
+ * first operand, as torch.maximum / torch.minimum */
+static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? z : (x >= z ? x : z)); }
+static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x <= z ? x : z)); }
 
 /* torch splits the adjoint evenly at a tie and gives it all to the larger
  * (smaller) operand otherwise; with a nan operand both receive g.  The mask
@@ -157,7 +158,9 @@ AC_GENERIC3 AC_RESULT ac_min_adjoint(AC_N1 g, AC_N2 mine, AC_N3 other)
     X(AC_POWC,       "pow",      ac_powc(x, c),      c == 0.0 ? 0.0 : g * (c * ac_powc(x, c - 1.0))) \
     X(AC_RPOWC,      "pow",      ac_powc(c, x),      g * ((c == 0.0 && x >= 0.0) ? 0.0 : y * log(c))) \
     X(AC_MAXC,       "maximum",  ac_max(x, c),       ac_max_adjoint(g, x, c))   \
-    X(AC_MINC,       "minimum",  ac_min(x, c),       ac_min_adjoint(g, x, c))
+    X(AC_RMAXC,      "maximum",  ac_max(c, x),       ac_max_adjoint(g, x, c))   \
+    X(AC_MINC,       "minimum",  ac_min(x, c),       ac_min_adjoint(g, x, c))   \
+    X(AC_RMINC,      "minimum",  ac_min(c, x),       ac_min_adjoint(g, x, c))
 
 /* y = f(x, z): two node operands */
 #define AC_BINARY_OPS(X)                                                        \

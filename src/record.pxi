@@ -387,7 +387,7 @@ def abs(x):
 
 def maximum(a, b):
     """The larger of a and b (nan if either is nan); at a tie each gets half the gradient, as torch.maximum."""
-    r = _binary(AC_MAX, AC_MAXC, AC_MAXC, a, b)
+    r = _binary(AC_MAX, AC_MAXC, AC_RMAXC, a, b)
     if r is NotImplemented:
         _raise_not_number(b if isinstance(a, Variable) or _is_number(a) else a, "maximum()")
     return r
@@ -395,7 +395,7 @@ def maximum(a, b):
 
 def minimum(a, b):
     """The smaller of a and b (nan if either is nan); at a tie each gets half the gradient, as torch.minimum."""
-    r = _binary(AC_MIN, AC_MINC, AC_MINC, a, b)
+    r = _binary(AC_MIN, AC_MINC, AC_RMINC, a, b)
     if r is NotImplemented:
         _raise_not_number(b if isinstance(a, Variable) or _is_number(a) else a, "minimum()")
     return r

@@ -9,7 +9,8 @@ cdef extern from "ops.h" nogil:
         AC_NEG, AC_ABS, AC_EXP, AC_LOG, AC_LOG1P, AC_EXPM1, AC_SQRT, AC_SIN, AC_COS
         AC_TAN, AC_ATAN, AC_TANH, AC_SIGMOID, AC_RELU, AC_SOFTPLUS, AC_ERF
         # a node operand and a constant
-        AC_ADDC, AC_RSUBC, AC_MULC, AC_DIVC, AC_RDIVC, AC_POWC, AC_RPOWC, AC_MAXC, AC_MINC
+        AC_ADDC, AC_RSUBC, AC_MULC, AC_DIVC, AC_RDIVC, AC_POWC, AC_RPOWC, AC_MAXC, AC_RMAXC
+        AC_MINC, AC_RMINC
         # two node operands
         AC_ADD, AC_SUB, AC_MUL, AC_DIV, AC_POW, AC_MAX, AC_MIN
         AC_NUM_OPS

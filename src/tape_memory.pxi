@@ -3,8 +3,8 @@
 # Holds: the Tape class and its fields: creation and
 # teardown, reset when no recorded Variable is alive, growth (_make_room),
 # mark-compact of what live Variables reach (_compact), the adjoint buffer
-# backward() borrows, and the "busy" state in which nothing may change the
-# tape (_enter_busy/_leave_busy and the _check_* guards).  Also the thread -> tape mapping
+# backward() borrows, and the busy and pinned states that keep it consistent
+# while Python code runs inside the core (_enter_busy, _pin, _check_*).  Also the thread -> tape mapping
 # and the test hooks that force compaction.
 # May touch: the C tape (tape.h) and the live-Variable registry; it calls into
 # variable.pxi for leaves (_detach) and introspection.pxi for _drop_objmap
@@ -29,15 +29,14 @@ cdef enum:
 cdef enum:
     ADJ_KEEP_MAX = 1 << 20
 
-# Why a tape is busy (Tape.busy_reason): while it is, nothing may change it
-# (see _enter_busy), because C code is in the middle of reading or rewriting
-# it and the Python code that runs meanwhile (a Function's backward, a
-# finalizer the garbage collector calls at an allocation, a __del__ of
-# something dropped) must not see or make an inconsistent tape.
-cdef enum:
-    BUSY_SWEEP = 1       # backward(), grad(), zero_grad(), a graph walk
-    BUSY_COMPACT = 2     # mark-compact
-    BUSY_RESET = 3       # forgetting every node
+# Python code can run in the middle of the core's work (a Function's
+# backward, a finalizer the garbage collector calls at an allocation, the
+# __del__ of something dropped).  Two states keep the tape consistent for it
+# (docs/architecture.md, "Re-entrancy"):
+#   busy (t.busy)      a sweep reads the arrays: recording, compaction,
+#                      backward() and leaf assignments on this tape raise
+#   pinned (pinned)    node indices are held: recording is fine, but
+#                      compaction and reset wait until it ends
 
 
 # ---------------------------------------------------------------------------
@@ -59,8 +58,9 @@ cdef class Tape:
     cdef ac_node limit            # recording takes the slow path (_make_room) at this many
                                   # nodes: min(capacity, what the budget allows); 0 while busy
     cdef Py_ssize_t compactions
-    cdef int busy_reason          # BUSY_*, or 0; t.busy counts nested _enter_busy calls
-    cdef bint reset_pending       # the last live Variable died while busy: reset when idle
+    cdef int pinned               # nested _pin calls: compaction and reset wait (t.busy:
+                                  # nested _enter_busy calls, nothing may change the tape)
+    cdef bint reset_pending       # the last live Variable died while busy or pinned
     cdef double *spare_adj        # backward()'s adjoint buffer, kept between calls (ADJ_KEEP_MAX)
     cdef ac_node spare_adj_size
     cdef double *grad_adj         # grad()'s, so that grad() leaves backward()'s adjoints alone
@@ -85,8 +85,6 @@ cdef class Tape:
     cdef dict kept_fn_results     # its Functions' gradients, for a recomputation
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
-    cdef int pinned               # > 0 while a create_graph pass holds node indices (higher.pxi):
-                                  # recording is allowed, compaction waits until it ends
     cdef uint64_t epoch           # counts the events that renumber nodes (compaction, reset), so a
                                   # caller holding indices across Python code can tell
 
@@ -128,26 +126,42 @@ cdef class Tape:
 
     cdef void _reset(self) noexcept:
         """No recorded Variable is alive: forget everything in O(leaves).
-        Deferred while the tape is busy (_leave_busy runs it)."""
-        if self.t.busy:
+        Deferred while the tape is busy or pinned (_leave_busy, _unpin)."""
+        cdef int64_t k, n = self.t.nleaves
+        cdef void **dropped
+        if self.t.busy or self.pinned:
             self.reset_pending = True
             return
         self.reset_pending = False
-        _enter_busy(self, BUSY_RESET)      # dropping leaves may run Python code (a label's __del__)
-        self._release_leaves()
+        dropped = <void **>malloc((n + 1) * sizeof(void *))
+        if dropped == NULL:
+            self._release_leaves()         # no memory to defer the releases: drop them in place
+            n = 0
+        else:
+            for k in range(n):
+                if self.t.leaf_flags[k] & AC_LEAF_CURRENT:
+                    _detach(<Variable>self.t.leaf_obj[k])
+                dropped[k] = self.t.leaf_obj[k]
+            self.t.nleaves = 0
+            self.t.ndetached = 0
         ac_tape_clear(&self.t)
         _drop_objmap(self)
         _forget_pass(self)
         self.known_from = 0
         self.budget = _compaction_floor_bytes
         self.epoch += 1
-        _leave_busy(self)
-        # last, on a consistent empty tape: dropping these may run finalizers,
-        # which may record on this tape
+        self._set_limit()
+        old_consts, old_functions = self.const_objs, self.functions
         if self.const_objs:
             self.const_objs = {}
         if self.functions:
             self.functions = {}
+        # last, on a consistent empty tape: dropping these may run finalizers
+        # (a label's or a Function's __del__), which may record on this tape
+        for k in range(n):
+            Py_DECREF(<object>dropped[k])
+        free(dropped)
+        del old_consts, old_functions
 
     cdef int64_t _footprint(self) noexcept:
         """Bytes the tape holds (see _compaction_floor_bytes)."""
@@ -156,12 +170,13 @@ cdef class Tape:
 
     cdef void _set_limit(self) noexcept:
         """Where _reserve's one compare sends recording to the slow path:
-        when the node arrays are full or the footprint reaches the budget."""
+        when the node arrays are full or the footprint reaches the budget
+        (unless pinned, when the tape just grows)."""
         cdef int64_t room = (self.budget - self._footprint()) // NODE_BYTES
         if self.t.busy:
             self.limit = 0                 # every recording attempt reaches _make_room, which refuses
         elif self.pinned:
-            self.limit = self.t.capacity   # no compaction: the slow path only grows the arrays
+            self.limit = self.t.capacity
         else:
             self.limit = self.t.size + max(0, min(self.t.capacity - self.t.size, room))
 
@@ -170,18 +185,11 @@ cdef class Tape:
         caller is about to add."""
         _check_not_busy(self, "record operations")
         if self.pinned:
-            return 0                       # node indices are held (create_graph): grow instead
-        _enter_busy(self, BUSY_COMPACT)
-        try:
-            released = self._compact()
-        finally:
-            _leave_busy(self)
+            raise RuntimeError("cannot compact now: this thread's tape is being walked")
+        self._compact()
         self.budget = max(2 * (self._footprint() + nodes * NODE_BYTES + extra_bytes),
                           _compaction_floor_bytes)
         self._set_limit()
-        # last, on a consistent tape: dropping these (leaves no node uses, the
-        # Functions of dropped nodes) may run finalizers, which may record here
-        del released
         return 0
 
     cdef double *_adjoints(self, ac_node n, bint for_grad) except NULL:
@@ -232,7 +240,7 @@ cdef class Tape:
         v.kind = K_RELEASED
         _unlink(self, v)
 
-    cdef list _compact(self):
+    cdef int _compact(self) except -1:
         """Mark-compact: keep only nodes reachable from live Variables.
 
         Graphs that depend on a leaf whose value changed after recording
@@ -240,8 +248,10 @@ cdef class Tape:
         would raise anyway (see _deliver), so keeping every training
         step's loss in a list does not keep every step's graph.
 
-        Returns what the tape no longer holds (dropped leaves, the old maps),
-        for the caller to release once the tape is idle again.
+        The C part (marking, moving, remapping the live Variables) runs no
+        Python code; the maps of Functions and constant objects are rebuilt
+        after it with the tape pinned (a finalizer may record, not compact),
+        and what the tape no longer holds is released last.
         """
         cdef ac_tape *t = &self.t
         cdef int64_t k, n = t.nleaves, kept_leaves = 0, ndropped = 0
@@ -285,7 +295,7 @@ cdef class Tape:
         free(stale_nodes)
         begun = ac_compact_begin(t, &cp)
         if begun <= 0:
-            return []       # everything is reachable, or no memory to compact (the tape just grows)
+            return 0        # everything is reachable, or no memory to compact (the tape just grows)
         leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
         dropped = <void **>malloc((n + 1) * sizeof(void *))
         if leaf_remap == NULL or dropped == NULL:
@@ -294,7 +304,7 @@ cdef class Tape:
             ac_compact_free(&cp)
             free(leaf_remap)
             free(dropped)
-            return []
+            return 0
 
         for k in range(n):
             leaf = <Variable>t.leaf_obj[k]
@@ -325,23 +335,30 @@ cdef class Tape:
             v = <Variable>p
             v.index = ac_rank(&cp, v.index)
             p = v.next
-        # The tape is consistent from here on.  The maps below allocate (the
-        # garbage collector may run finalizers: the tape is busy, so they
-        # cannot change it); what is dropped goes back to the caller.
-        released = [self.functions, self.const_objs]
-        self.functions = {ac_rank(&cp, i): fn for i, fn in self.functions.items()
-                          if ac_bit(cp.keep, i)}
-        self.const_objs = {(ac_rank(&cp, key[0]), key[1]): c for key, c in self.const_objs.items()
-                           if ac_bit(cp.keep, key[0])}
-        ac_compact_free(&cp)
-        free(leaf_remap)
         ac_tape_trim(t)
         self.compactions += 1
+        # The tape is consistent from here on.  New maps first, so what a
+        # finalizer records while the old entries move over (at indices no
+        # surviving node has) lands in them.
+        old_functions, old_consts = self.functions, self.const_objs
+        self.functions, self.const_objs = {}, {}
+        _pin(self)
+        try:
+            for i, fn in old_functions.items():
+                if ac_bit(cp.keep, i):
+                    self.functions[ac_rank(&cp, i)] = fn
+            for key, c in old_consts.items():
+                if ac_bit(cp.keep, key[0]):
+                    self.const_objs[(ac_rank(&cp, key[0]), key[1])] = c
+        finally:
+            ac_compact_free(&cp)
+            free(leaf_remap)
+            _unpin(self)
+        del old_functions, old_consts     # may run a dropped Function's __del__
         for k in range(ndropped):
-            released.append(<object>dropped[k])
-            Py_DECREF(<object>dropped[k])       # the list holds it now
+            Py_DECREF(<object>dropped[k])  # leaves no surviving node uses
         free(dropped)
-        return released
+        return 0
 
     cdef int _raise_sweep_error(self) except -1:
         err = self.sweep_error
@@ -349,35 +366,46 @@ cdef class Tape:
         raise err                    # keeps the traceback from the user's backward
 
 
-cdef inline void _enter_busy(Tape tape, int reason) noexcept:
-    """Begin a stretch in which this tape must not change (see BUSY_*):
-    recording on it, compaction, backward() and leaf assignments raise, and
-    a reset is deferred.  Calls nest; the outermost reason is kept."""
-    if tape.t.busy == 0:
-        tape.busy_reason = reason
+cdef inline void _enter_busy(Tape tape) noexcept:
+    """Begin a sweep over this tape's arrays: until _leave_busy, recording on
+    it, compaction, backward() and leaf assignments raise, and a reset
+    waits.  Calls nest."""
     tape.t.busy += 1
     tape.limit = 0
 
 
 cdef inline void _leave_busy(Tape tape) noexcept:
     tape.t.busy -= 1
-    if tape.t.busy:
+    if tape.t.busy == 0:
+        _settle(tape)
+
+
+cdef inline void _pin(Tape tape) noexcept:
+    """Begin a stretch that holds node indices: recording may go on, but
+    compaction and reset wait until _unpin.  Calls nest."""
+    tape.pinned += 1
+    tape._set_limit()
+
+
+cdef inline void _unpin(Tape tape) noexcept:
+    tape.pinned -= 1
+    _settle(tape)
+
+
+cdef void _settle(Tape tape) noexcept:
+    """Busy and pinned states ended: the usual limit, and a reset if due."""
+    if tape.t.busy or tape.pinned:
         return
-    tape.busy_reason = 0
     tape._set_limit()
     if tape.reset_pending and tape.live == 0:
         tape._reset()
 
 
 cdef str _busy_message(Tape tape, str what):
-    if tape.busy_reason == BUSY_SWEEP:
-        return (f"cannot {what} inside a Function's backward() or a finalizer that runs during a "
-                "backward pass over this thread's tape, which must not change until the pass ends "
-                "(higher-order gradients are not supported)")
-    doing = "compacting" if tape.busy_reason == BUSY_COMPACT else "resetting"
-    return (f"cannot {what} now: this thread's tape is {doing} itself and this code (a finalizer "
-            "or __del__ the garbage collector ran meanwhile) runs inside that; the tape must not "
-            "change until it ends")
+    return (f"cannot {what} inside a Function's backward() or a finalizer that runs during a "
+            "backward pass over this thread's tape, which must not change until the pass ends "
+            "(to differentiate a gradient, record it: backward(create_graph=True) or "
+            "grad(..., create_graph=True))")
 
 
 cdef inline int _check_not_busy(Tape tape, str what) except -1:
@@ -397,8 +425,7 @@ cdef int _check_leaf_settable(Variable v, str what) except -1:
     if v.cache_tape != NULL and v.cache_tape.busy:
         raise RuntimeError(
             f"cannot {what} on this leaf now: a backward pass over a graph that uses it is "
-            "running a Function's backward() (in another thread), or its tape is compacting; "
-            "wait for it to finish")
+            "running a Function's backward() (in another thread); wait for it to finish")
     return 0
 
 

@@ -66,7 +66,7 @@ cdef class Variable:
             raise TypeError(
                 "Variable(data) takes a number, not a Variable; use v.detach() for a constant "
                 "copy or Variable(v.data) for a new leaf")
-        if type(requires_grad) in (tuple, list, set, frozenset):
+        if type(requires_grad) is tuple:
             # micrograd's Value(data, _children=(), _op=''): a leaf
             if len(requires_grad):
                 raise TypeError(
