@@ -136,11 +136,12 @@ cdef class Variable:
     def grad(self, value):
         cdef Variable g
         _check_settable(self, "assign .grad")
-        if type(value) is Variable and (<Variable>value).kind in (K_LEAF, K_NODE):
+        if type(value) is Variable:
             g = value
             _set_leaf_grad(self, g.value)
-            _incref(<PyObject *>g)
-            self.grad_obj = <PyObject *>g
+            if g.kind == K_LEAF or g.kind == K_NODE:     # a gradient with a graph
+                _incref(<PyObject *>g)
+                self.grad_obj = <PyObject *>g
             return
         _set_leaf_grad(self, 0.0 if value is None else _real(value, "grad"))
 
