@@ -286,11 +286,13 @@ struct reverse_ctx {
     ac_adjoints *a;
     ac_node lo, low;          /* low: the lowest node reached so far */
     int64_t leaf_lo;
+    bool only_dot;            /* tangents_only: the adjoints are known, add only tangents */
 };
 
 /* The first contribution to a node sets its adjoint, later ones add. */
 static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, double v)
 {
+    if (rc.only_dot) return;
     if (ac_is_leaf_ref(r)) {
         int64_t k = (int64_t)(r & AC_INDEX_MASK) - rc.leaf_lo;
         if (k >= 0) rc.a->leaf_adj[k] += v;
@@ -312,7 +314,7 @@ static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, dual v)
     if (ac_is_leaf_ref(r)) {
         int64_t k = (int64_t)(r & AC_INDEX_MASK) - rc.leaf_lo;
         if (k >= 0) {
-            rc.a->leaf_adj[k] += v.v;
+            if (!rc.only_dot) rc.a->leaf_adj[k] += v.v;
             rc.a->leaf_adj_dot[k] += v.d;
         }
         return;
@@ -320,6 +322,12 @@ static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, dual v)
     if ((ac_node)r < rc.lo) return;
     ac_node j = (ac_node)r - rc.lo;
     uint8_t st = rc.a->state[j];
+    if (rc.only_dot) {             /* reached already: the first-order sweep went this way */
+        if (st & AC_ADJ_DOT) rc.a->adj_dot[j] += v.d;
+        else rc.a->adj_dot[j] = v.d;
+        rc.a->state[j] = st | AC_ADJ_DOT;
+        return;
+    }
     if (!(st & AC_ADJ_REACHED)) {
         rc.a->adj[j] = v.v;
         rc.a->adj_dot[j] = v.d;
@@ -439,6 +447,18 @@ static HI_INLINE void sum_contrib(reverse_ctx &rc, const uint32_t *refs, G g)
         if (!(refs[k] & AC_REF_CONST)) touch(rc, refs[k], g);
 }
 
+/* Does node word w have an operand with a tangent? */
+static HI_INLINE bool any_operand_on(const ac_tape *t, const ac_tangents *tg, ac_code w)
+{
+    int op = ac_opcode(w);
+    if (op >= AC_ADD) return on_ref(tg, (uint32_t)ac_operand_a(w)) || on_ref(tg, (uint32_t)ac_operand_b(w));
+    if (op > AC_LAST_NARY) return on_ref(tg, (uint32_t)ac_operand_a(w));
+    const uint32_t *refs = t->args + ac_offset(w);
+    for (uint32_t k = 1; k <= refs[0]; ++k)
+        if (!(refs[k] & AC_REF_CONST) && on_ref(tg, refs[k])) return true;
+    return false;
+}
+
 int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
 {
     const ac_tangents *tg = a->tangents;
@@ -448,8 +468,11 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
     rc.lo = a->lo;
     rc.low = root;
     rc.leaf_lo = a->leaf_lo;
+    rc.only_dot = tg != NULL && a->tangents_only;
     for (i = root; i >= a->lo; --i) {       /* seeds may lie anywhere in [lo, root] */
-        if (a->state[i - a->lo] & AC_ADJ_REACHED) rc.low = i;
+        uint8_t *st = &a->state[i - a->lo];
+        if (*st & AC_ADJ_REACHED) rc.low = i;
+        if (rc.only_dot) *st &= (uint8_t)~AC_ADJ_DOT;
     }
     for (i = root; i >= rc.low; --i) {
         ac_node j = i - a->lo;
@@ -460,6 +483,7 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
         if (HI_POLL_DUE(t, i)) return -1;
         if (!(st & AC_ADJ_REACHED)) continue;
         w = t->code[i];
+        if (rc.only_dot && !(st & AC_ADJ_DOT) && !any_operand_on(t, tg, w)) continue;
         op = ac_opcode(w);
         g = a->adj[j];
         if (op == AC_CUSTOM) {
@@ -474,6 +498,7 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
                     a->custom_node = i;
                     return -2;
                 }
+                if (rc.only_dot) continue;     /* its first-order part is known */
             }
             if (g == 0.0) {             /* no call; zeros still reach the operands */
                 for (k = 1; k <= m; ++k)

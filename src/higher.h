@@ -72,6 +72,10 @@ typedef struct ac_adjoints {
     double *leaf_adj;         /* [nleaves - leaf_lo] zeroed by the caller; adjoints add up here */
     double *leaf_adj_dot;     /* [nleaves - leaf_lo] zeroed; their tangents, or NULL */
     const ac_tangents *tangents;  /* forward-over-reverse: the tangent sweep's result; NULL: first order */
+    int tangents_only;        /* 1: state and adj hold a finished first-order sweep from the same
+                                 seeds; only the tangents are swept (leaf_adj_dot zeroed by the
+                                 caller), through the nodes where a tangent is: the columns of a
+                                 Hessian after the first cost what depends on their input */
     ac_node custom_node;      /* out: the AC_CUSTOM node a second-order sweep met, see below */
 } ac_adjoints;
 

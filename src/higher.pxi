@@ -230,17 +230,25 @@ cdef class _Recording:
             self._raise_error()
         return 0
 
-    cdef int _reverse_sweep(self, const double *seeds, Py_ssize_t only, bint second) except -1:
+    cdef int _reverse_sweep(self, const double *seeds, Py_ssize_t only, bint second,
+                            bint tangents_only=False) except -1:
         """Adjoints from the outputs seeded with seeds[o] (or output `only`
-        with 1.0).  Returns 0, or 1 if a Function needs a second-order rule."""
+        with 1.0); with tangents_only, the adjoints of the previous sweep
+        from the same seeds are kept and only their tangents swept.
+        Returns 0, or 1 if a Function needs a second-order rule."""
         cdef Py_ssize_t o
         cdef ac_node i, root = -1
         cdef int64_t nl = self.nleaves - self.leaf_lo
-        cdef int rc
-        memset(self.ad.state, 0, self.hi - self.lo + 1)
-        memset(self.ad.leaf_adj, 0, nl * sizeof(double))
+        self.ad.tangents_only = tangents_only
         if second:
             memset(self.ad.leaf_adj_dot, 0, nl * sizeof(double))
+        if tangents_only:
+            for o in range(self.m):
+                if self.out_node[o] >= 0 and (only < 0 or o == only):
+                    root = max(root, self.out_node[o])
+            return self._run_reverse(root)
+        memset(self.ad.state, 0, self.hi - self.lo + 1)
+        memset(self.ad.leaf_adj, 0, nl * sizeof(double))
         for o in range(self.m):
             i = self.out_node[o]
             if i < 0 or (only >= 0 and o != only):
@@ -251,6 +259,10 @@ cdef class _Recording:
                 self.ad.state[i - self.lo] = AC_ADJ_REACHED
                 self.ad.adj[i - self.lo] = 1.0 if only >= 0 else seeds[o]
             root = max(root, i)
+        return self._run_reverse(root)
+
+    cdef int _run_reverse(self, ac_node root) except -1:
+        cdef int rc
         if root < 0:
             return 0
         self.tape.fn_results = {} if self.tape.functions else None
@@ -372,17 +384,22 @@ cdef class _Recording:
         then made symmetric to the last bit (each pair becomes one number)."""
         cdef Py_ssize_t j, k
         cdef int needs_graph = 0
+        cdef bint first
         self._prepare(True, True, True)
         _enter_busy(self.tape)
         try:
             for k in range(self.n * self.n):
                 out[k] = 0.0
             if self.hi >= self.lo:
+                first = True
                 for j in range(self.n):
                     if self.entry[j] < 0:
                         continue         # f does not use input j: its row is 0
                     self._tangent_sweep(NULL, j)
-                    needs_graph = self._reverse_sweep(NULL, 0, True)
+                    # the first column sweeps the adjoints too; later ones only
+                    # the tangents, through the nodes input j reaches
+                    needs_graph = self._reverse_sweep(NULL, 0, True, not first)
+                    first = False
                     if needs_graph:
                         break
                     for k in range(self.n):
