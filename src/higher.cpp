@@ -186,8 +186,9 @@ static HI_INLINE double arg_value(const ac_tape *t, uint32_t r)
 int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
 {
     const ac_node lo = tg->lo;
-    ac_node i;
-    for (i = lo; i <= hi; ++i) {
+    ac_node i, from = tg->from > lo ? (tg->from <= hi ? tg->from : hi + 1) : lo;
+    memset(tg->on, 0, (size_t)(from - lo));
+    for (i = from; i <= hi; ++i) {
         ac_code w = t->code[i];
         int op = ac_opcode(w);
         uint32_t a = (uint32_t)ac_operand_a(w), b = (uint32_t)ac_operand_b(w);
@@ -278,6 +279,37 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
         if (on) tg->dot[i - lo] = d;
     }
     return 0;
+}
+
+void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, int64_t nl,
+                   ac_node *first)
+{
+    ac_node i;
+    int64_t k;
+    for (k = 0; k < nl; ++k) first[k] = hi + 1;
+#define HI_FIRST(r)                                                            \
+    do {                                                                       \
+        uint32_t r_ = (r);                                                     \
+        if (ac_is_leaf_ref(r_)) {                                              \
+            int64_t e_ = (int64_t)(r_ & AC_INDEX_MASK) - leaf_lo;             \
+            if (e_ >= 0 && e_ < nl && first[e_] > i) first[e_] = i;            \
+        }                                                                      \
+    } while (0)
+    for (i = lo; i <= hi; ++i) {
+        ac_code w = t->code[i];
+        int op = ac_opcode(w);
+        if (op >= AC_ADD) {
+            HI_FIRST((uint32_t)ac_operand_a(w));
+            HI_FIRST((uint32_t)ac_operand_b(w));
+        } else if (op > AC_LAST_NARY) {
+            HI_FIRST((uint32_t)ac_operand_a(w));
+        } else {
+            const uint32_t *refs = t->args + ac_offset(w);
+            for (uint32_t m = 1; m <= refs[0]; ++m)
+                if (!(refs[m] & AC_REF_CONST)) HI_FIRST(refs[m]);
+        }
+    }
+#undef HI_FIRST
 }
 
 /* ==== reverse sweep: first order, or forward-over-reverse ================ */
@@ -447,18 +479,6 @@ static HI_INLINE void sum_contrib(reverse_ctx &rc, const uint32_t *refs, G g)
         if (!(refs[k] & AC_REF_CONST)) touch(rc, refs[k], g);
 }
 
-/* Does node word w have an operand with a tangent? */
-static HI_INLINE bool any_operand_on(const ac_tape *t, const ac_tangents *tg, ac_code w)
-{
-    int op = ac_opcode(w);
-    if (op >= AC_ADD) return on_ref(tg, (uint32_t)ac_operand_a(w)) || on_ref(tg, (uint32_t)ac_operand_b(w));
-    if (op > AC_LAST_NARY) return on_ref(tg, (uint32_t)ac_operand_a(w));
-    const uint32_t *refs = t->args + ac_offset(w);
-    for (uint32_t k = 1; k <= refs[0]; ++k)
-        if (!(refs[k] & AC_REF_CONST) && on_ref(tg, refs[k])) return true;
-    return false;
-}
-
 int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
 {
     const ac_tangents *tg = a->tangents;
@@ -483,7 +503,8 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
         if (HI_POLL_DUE(t, i)) return -1;
         if (!(st & AC_ADJ_REACHED)) continue;
         w = t->code[i];
-        if (rc.only_dot && !(st & AC_ADJ_DOT) && !any_operand_on(t, tg, w)) continue;
+        /* a node with an operand that has a tangent has one itself */
+        if (rc.only_dot && !(st & AC_ADJ_DOT) && !tg->on[i - tg->lo]) continue;
         op = ac_opcode(w);
         g = a->adj[j];
         if (op == AC_CUSTOM) {

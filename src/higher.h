@@ -44,6 +44,8 @@ typedef int (*ac_jvp_hook)(void *ctx, ac_node i, const double *tangents, const u
 
 typedef struct ac_tangents {
     ac_node lo;               /* nodes below lo have no tangent */
+    ac_node from;             /* sweep from here: no node in [lo, from) has a tangent (they get
+                                 on = 0); lo unless the caller knows where the inputs are first used */
     int64_t leaf_lo;          /* nor leaf entries below leaf_lo */
     const double *leaf_dot;   /* [nleaves - leaf_lo] tangent of each leaf entry ... */
     const uint8_t *leaf_on;   /* ... and 1 where it has one */
@@ -58,6 +60,12 @@ typedef struct ac_tangents {
 /* Tangents of the nodes lo..hi.  0, or -1 if the custom hook failed or the
  * tape's poll hook asked to stop (interrupt). */
 int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg);
+
+/* first[k - leaf_lo] = the lowest node in [lo, hi] with leaf entry k (k in
+ * [leaf_lo, leaf_lo + nl)) as an operand, or hi + 1: where a tangent sweep
+ * along that entry alone can start. */
+void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, int64_t nl,
+                   ac_node *first);
 
 /* node_state bits of ac_reverse_sweep */
 #define AC_ADJ_REACHED 1      /* the node is reachable from a seeded output: adj holds its adjoint */

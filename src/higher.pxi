@@ -83,6 +83,8 @@ cdef class _Recording:
     cdef int64_t *entry              # [n] input j's leaf entry (>= leaf_lo), or -1
     cdef ac_node *out_node           # [m] output o's node (>= lo), or -1
     cdef int64_t *out_input          # [m] j if output o is input j itself, else -1
+    cdef ac_node *first              # [nl] the first node using each leaf entry (for columns)
+    cdef bint first_known
     cdef ac_tangents tg
     cdef ac_adjoints ad
 
@@ -97,6 +99,8 @@ cdef class _Recording:
         self.entry = NULL
         self.out_node = NULL
         self.out_input = NULL
+        self.first = NULL
+        self.first_known = False
 
     def values(self):
         """The outputs' values, as floats."""
@@ -157,7 +161,7 @@ cdef class _Recording:
         words = self.n + 2 * self.m
         nbytes = 0
         if tangents:
-            words += nl + span + width
+            words += 2 * nl + span + width
             nbytes += nl + span + width
         if adjoints:
             words += span + nl + (span + nl if second else 0)
@@ -172,7 +176,9 @@ cdef class _Recording:
         self.out_input = <int64_t *>d; d += self.m
         if tangents:
             self.tg.lo = self.lo
+            self.tg.sweep_from = self.lo
             self.tg.leaf_lo = self.leaf_lo
+            self.first = <ac_node *>d; d += nl
             self.tg.leaf_dot = d; d += nl
             self.tg.dot = d; d += span
             self.tg.scratch = d; d += width
@@ -220,6 +226,13 @@ cdef class _Recording:
         partial derivative along them cannot make a nan of 0 * inf)."""
         cdef Py_ssize_t j
         cdef int64_t nl = self.nleaves - self.leaf_lo
+        self.tg.sweep_from = self.lo
+        if only >= 0 and self.entry[only] >= 0:
+            # one input alone: nothing below its first use has a tangent
+            if not self.first_known:
+                ac_first_uses(&self.tape.t, self.lo, self.hi, self.leaf_lo, nl, self.first)
+                self.first_known = True
+            self.tg.sweep_from = self.first[self.entry[only] - self.leaf_lo]
         memset(<void *>self.tg.leaf_on, 0, nl)
         for j in range(self.n):
             if self.entry[j] >= 0 and (only < 0 or j == only):

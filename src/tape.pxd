@@ -119,6 +119,7 @@ cdef extern from "higher.h":
 
     ctypedef struct ac_tangents:
         ac_node lo                    # nodes below lo have no tangent
+        ac_node sweep_from "from"     # the sweep starts here (no tangent in [lo, from))
         int64_t leaf_lo               # nor leaf entries below leaf_lo
         const double *leaf_dot        # [nleaves - leaf_lo] tangents of leaf entries
         const uint8_t *leaf_on        #   1 where an entry has one
@@ -161,6 +162,8 @@ cdef extern from "higher.h":
 
     # called with the GIL (hooks run Python code), so not nogil
     int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
+    void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, int64_t nl,
+                       ac_node *first)
     int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
     int ac_record_adjoint(const ac_tape *t, ac_node i, const ac_rec *g, const ac_rec_hooks *hooks,
                           ac_rec out[2])
