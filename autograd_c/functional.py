@@ -142,7 +142,9 @@ def jvp(f, inputs, v=None):
     --------
     >>> import autograd_c as ag
     >>> ag.jvp(lambda x, y: x * y + ag.sin(x), [0.0, 2.0], [1.0, 0.0])
-    (array(0.), array(3.))
+    (0.0, 3.0)
+    >>> ag.jvp(lambda x, y: [x * y, x - y], [1.0, 2.0], [1.0, 1.0])
+    (array([ 2., -1.]), array([3., 0.]))
     >>> ag.jvp(lambda x: x ** 3, 2.0)
     (8.0, 12.0)
     """

@@ -311,3 +311,19 @@ def test_large_inputs():
     assert math.isclose(jv, 2 * x0.sum(), rel_tol=1e-12, abs_tol=1e-12)
     _, g = ag.vjp(lambda *x: ag.dot(x, x), x0)
     assert np.array_equal(g, 2 * x0)
+
+
+def test_docstring_examples_run():
+    import doctest
+    import autograd_c.function
+    import autograd_c.functional
+    for module in (autograd_c.functional, autograd_c.function):
+        result = doctest.testmod(module)
+        assert result.attempted >= 8 and result.failed == 0, module.__name__
+    # the compiled functions' examples (doctest's finder does not see Cython functions)
+    runner = doctest.DocTestRunner()
+    finder = doctest.DocTestFinder()
+    for obj in (ag.grad, ag.Variable.backward):
+        for test in finder.find(obj, obj.__name__, globs={"ag": ag}):
+            runner.run(test)
+    assert runner.tries >= 8 and runner.failures == 0
