@@ -19,23 +19,32 @@ DEBUG = os.environ.get("AUTOGRAD_C_DEBUG") == "1"
 
 if sys.platform == "win32":
     compile_args = ["/O2"]
+    link_args = []
 else:
-    # No -ffast-math: the gradients rely on IEEE inf/nan semantics.
+    # No -ffast-math: the gradients rely on IEEE inf/nan semantics.  No
+    # contraction of a * b + c into an FMA either: replay must compute the
+    # same bits as the recorder (src/replay.h), whatever -march a build uses.
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
-    compile_args += ["-Wno-unused-function"]
     # src/higher.cpp is C++ only for its number types (templates, operator
     # overloading): no exceptions, RTTI or standard library, so the module
     # links as C and needs no libstdc++ (tests/test_packaging.py checks).
-    compile_args += ["-fno-exceptions"]
+    compile_args += ["-Wno-unused-function", "-ffp-contract=off", "-pthread", "-fno-exceptions"]
+    link_args = ["-pthread"]
+
+REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c",
+                  "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c"]
+REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h"]
 
 extension = Extension(
     "autograd_c._core",
-    sources=["src/_core.pyx", "src/tape.c", "src/higher.cpp"],
+    sources=["src/_core.pyx", "src/tape.c", "src/higher.cpp"] + REPLAY_SOURCES,
     include_dirs=["src"],
     language="c",       # link with the C compiler driver: nothing from libstdc++ is used
     depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd", "src/higher.h"]
+    + REPLAY_HEADERS
     + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
+    extra_link_args=link_args,
 )
 
 setup(

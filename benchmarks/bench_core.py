@@ -8,8 +8,11 @@ benchmarks/compare.py; the pytest-benchmark suites are benchmarks/test_bench_*.p
 
 Workloads (benchmarks/workloads.py; the same code runs on plain floats, the
 baseline, and on Variables):
-  chain  y = y*0.9999 + x*0.0001, 200,000 times: 600,000 recorded ops
+  chain  y = y*a + x*0.0001, a alternating 0.9999 and 1/0.9999, 200,000
+         times: 600,000 recorded ops
   wide   sum(a*b for a, b in zip(A, B)) over 200,000 pairs: 400,000 recorded ops
+Both are checked for subnormal values and adjoints at the sizes run
+(workloads.subnormals); a warning is printed if any are found.
 
 Reported:
   forward   time to run the code on Variables / time on floats
@@ -34,8 +37,10 @@ import time
 import autograd_c as ag
 from autograd_c import Variable
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workloads import X0, Y0, chain, make_workload, rss_bytes as _rss_bytes, wide  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:            # workloads.py, by this file's directory (never the repository root)
+    sys.path.insert(0, HERE)
+from workloads import X0, Y0, chain, make_workload, rss_bytes as _rss_bytes, subnormals, wide  # noqa: E402
 
 
 def _timed(fn, *args):
@@ -106,6 +111,11 @@ def main(argv=None):
 
     n = 20_000 if args.quick else 200_000
     rounds = 3 if args.quick else 9
+    probe_size = 100_000 if args.quick else 1_000_000
+    for name, size in (("chain", n), ("wide", n), ("chain", probe_size)):
+        problem = subnormals(make_workload(name, size))
+        if problem:
+            print(f"WARNING: {problem}", file=sys.stderr)
     w = make_workload("wide", n)
     A, B = w.A, w.B
     results = [
@@ -113,7 +123,7 @@ def main(argv=None):
         measure("wide", (A, B), lambda: ([Variable(a) for a in A], [Variable(b) for b in B]), wide, rounds),
     ]
     probe = subprocess.run(
-        [sys.executable, __file__, "--memory-probe", str(100_000 if args.quick else 1_000_000)],
+        [sys.executable, os.path.abspath(__file__), "--memory-probe", str(probe_size)],
         capture_output=True, text=True, check=True)
     memory = json.loads(probe.stdout)
 

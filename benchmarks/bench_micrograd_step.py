@@ -29,16 +29,13 @@ creates no cycles and runs with the collector on.
 """
 import argparse
 import gc
-import os
 import random
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import autograd_c as ag  # noqa: E402
-from autograd_c.datasets import make_moons  # noqa: E402
+# the installed autograd_c: nothing here puts the repository root on sys.path
+from autograd_c.datasets import make_moons
 
 
 def make_data():
@@ -105,11 +102,6 @@ def autograd_c_style(X, y):
     `python -m autograd_c demo` trains it (autograd_c.demo.loss_and_accuracy)."""
     from autograd_c import demo, optim
     from autograd_c.nn import MLP
-
-    # an editable install elsewhere can supply a submodule this checkout lacks: refuse to mix
-    here = os.path.dirname(os.path.abspath(ag.__file__))
-    if os.path.dirname(os.path.abspath(optim.__file__)) != here:
-        raise ImportError(f"autograd_c.optim comes from {optim.__file__}, not from {here}")
 
     random.seed(1337)
     model = MLP(2, [16, 16, 1])

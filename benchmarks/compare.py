@@ -9,7 +9,11 @@ Workloads and peers are defined once, in benchmarks/workloads.py (read its
 docstring for each workload and for how each peer runs it).  Peers: plain
 Python floats (no derivatives: the floor), autograd_c, micrograd, PyTorch
 (0-d float64 tensors, one thread), XAD (xad.adj_1st), CasADi (SX graph and
-its gradient Function), JAX (jit(value_and_grad), float64).  AADC is listed
+its gradient Function), JAX (jit(value_and_grad), float64).  On the MLP,
+autograd_c runs two ways: its fastest idiomatic code (nn.MLP, ag.sum/ag.dot,
+optim.SGD), which every "x autograd_c" ratio refers to, and as a micrograd
+drop-in (peer autograd_c_dropin: micrograd's demo code with the imports
+changed), so that neither autograd_c nor its peers are flattered.  AADC is listed
 and never run: its Community Edition licence forbids using it as a
 performance baseline for another AD library (clause 3.3) and publishing
 results obtained with it (clause 4.1).
@@ -25,7 +29,8 @@ or a wrong answer is recorded as that row's result.  In the subprocess:
      gradients must agree with autograd_c's to 1e-9 (relative), or the row
      says WRONG and has no timings.  (A peer whose backward fails at this
      size, micrograd's RecursionError, is checked at size 1,000 with a
-     raised recursion limit.)
+     raised recursion limit.)  On the MLP, the losses of the first two
+     training steps must agree as well.
   3. Rounds, interleaved: plain floats, autograd_c, the peer, back to back,
      until the time budget is spent; each phase keeps its best round.  The
      machine drifts by tens of percent from minute to minute, so ratios are
@@ -44,6 +49,18 @@ for every peer; see workloads.py):
   compile    JAX's first call: tracing and XLA compilation
   bytes/node RSS growth while recording, per node
 MLP training step: forward + backward + SGD update of all 337 parameters, ms.
+
+Clock: by default every phase is timed in CPU time of the measuring process
+(time.process_time: user + system time of all its threads), not wall-clock
+time: the machines these numbers come from are shared, and time spent
+waiting for a core is nobody's cost, but it biases wall-clock ratios (a peer
+that needs seconds per round rarely finds a quiet window, autograd_c's
+milliseconds often do).  On a quiet machine the two agree for
+single-threaded work; --clock wall gives elapsed time.
+
+Before the run, workloads.subnormals() checks every workload at the sizes
+timed for subnormal values or adjoints (which slow floating point down on
+x86); any it finds are printed and noted under the table.
 """
 import argparse
 import datetime
@@ -56,7 +73,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+if HERE not in sys.path:            # workloads.py, found by this file's directory (never the repository root)
+    sys.path.insert(0, HERE)
 import workloads as W  # noqa: E402
 
 TIME_LIMIT = {"full": 300, "quick": 40}       # seconds per subprocess
@@ -64,6 +82,7 @@ BUDGET = {"full": 20.0, "quick": 1.0}         # seconds of timing rounds per sub
 MAX_ROUNDS = {"full": 40, "quick": 3}
 MIN_ROUNDS = {"full": 3, "quick": 1}
 LOOP_TIME = 0.02                              # replay and step are repeated for at least this long
+CHECKED_STEPS = 2                             # training steps compared with autograd_c's before timing
 # One extra row in full runs: JAX on the full-size chain, to show where tracing stops.
 JAX_FULL_CHAIN_LIMIT = 120
 
@@ -72,19 +91,23 @@ JAX_FULL_CHAIN_LIMIT = 120
 # In the subprocess
 # ---------------------------------------------------------------------------
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]            # set by --clock; see "Clock" in the module docstring
+
+
 def _timed(fn):
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _loop(fn):
     """Mean time per call over a loop lasting at least LOOP_TIME."""
-    calls, t0 = 0, time.perf_counter()
+    calls, t0 = 0, clock()
     while True:
         fn()
         calls += 1
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         if elapsed >= LOOP_TIME:
             return elapsed / calls
 
@@ -163,6 +186,9 @@ def measure(peer, name, quick, size=None):
     best = {}
     if case.records:
         best["forward"], row["bytes_per_node"] = record_memory(case)
+        if info.module == "autograd_c":          # autograd_c and its drop-in: the graph as recorded
+            import autograd_c
+            row["tape_nodes"] = autograd_c.tape_stats()["nodes"]
         backward = _backward(case)
         if isinstance(backward, str):
             row["backward_error"] = backward
@@ -179,8 +205,6 @@ def measure(peer, name, quick, size=None):
     gc.collect()
     ac.leaves()
     best["ac_forward"] = _timed(ac.forward)
-    if peer == "autograd_c":
-        row["tape_nodes"] = ac.ag.tape_stats()["nodes"]
     best["ac_backward"] = _timed(ac.backward)
     want = ac.result()
     ac.release()
@@ -197,6 +221,12 @@ def measure(peer, name, quick, size=None):
     if name == "mlp" and case.trains:
         trainer = info.case(w)
         ac_trainer = trainer if peer == "autograd_c" else W.PEERS["autograd_c"].case(w)
+        if trainer is not ac_trainer:      # the training steps agree too (both start from w.params)
+            for k in range(CHECKED_STEPS):
+                wrong = W.agree((trainer.step(), []), (ac_trainer.step(), []))
+                if wrong:
+                    row["status"] = f"WRONG: training step {k}: {wrong}"
+                    return row
 
     def keep(key, t):
         if t is not None:
@@ -264,20 +294,36 @@ def run_subprocess(args, limit):
     return json.loads(lines[-1])
 
 
-def run_all(peers, workloads, quick, log=sys.stderr):
+def check_subnormals(peers, workloads, quick, log=sys.stderr):
+    """workloads.subnormals() at every size this run times: a list of
+    sentences naming each workload whose graph holds subnormal numbers."""
+    found = []
+    for name in workloads:
+        sizes = {W.size_for(p, name, quick) for p in peers if W.PEERS[p].runs(name)}
+        if name == "chain" and not quick and "jax" in peers:
+            sizes.add(W.SIZES["chain"][0])
+        for size in sorted(sizes):
+            problem = W.subnormals(W.make_workload(name, size))
+            if problem:
+                print(f"WARNING: {problem}", file=log, flush=True)
+                found.append(problem)
+    return found
+
+
+def run_all(peers, workloads, quick, clock_name="cpu", log=sys.stderr):
     mode = "quick" if quick else "full"
     rows = []
     for name in workloads:
         for peer in peers:
-            if peer == "floats":
-                continue                  # measured in every subprocess
+            if peer == "floats" or not W.PEERS[peer].runs(name):
+                continue                  # floats: measured in every subprocess
             info = W.PEERS[peer]
             base = {"peer": peer, "workload": name}
             t0 = time.perf_counter()
             if not info.available():
                 row = {**base, "status": f"not installed (pip install {info.module})"}
             else:
-                args = ["--measure", peer, name] + (["--quick"] if quick else [])
+                args = ["--measure", peer, name, "--clock", clock_name] + (["--quick"] if quick else [])
                 row = {**base, **run_subprocess(args, TIME_LIMIT[mode])}
             rows.append(row)
             print(f"  {name:6s} {peer:11s} {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
@@ -286,7 +332,7 @@ def run_all(peers, workloads, quick, log=sys.stderr):
             size = W.SIZES["chain"][0]
             t0 = time.perf_counter()
             row = {"peer": "jax", "workload": "chain", "size": size, "nodes": 3 * size, "extra": True,
-                   **run_subprocess(["--measure", "jax", "chain", "--size", str(size)],
+                   **run_subprocess(["--measure", "jax", "chain", "--size", str(size), "--clock", clock_name],
                                     JAX_FULL_CHAIN_LIMIT)}
             rows.append(row)
             print(f"  chain  jax (full size) {row['status']:40.40s} {time.perf_counter() - t0:6.1f} s",
@@ -321,7 +367,8 @@ def machine():
         cpu = platform.processor() or cpu
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load": round(os.getloadavg()[1], 1)}
 
 
 def format_markdown(rows, meta):
@@ -330,11 +377,14 @@ def format_markdown(rows, meta):
         "# autograd_c and its peers",
         "",
         f"{meta['date']}; {meta['cpu']} ({meta['cores']} cores); Python {meta['python']}; "
-        f"{meta['platform']}.  Command: `{meta['command']}`.",
+        f"{meta['platform']}.  Command: `{meta['command']}`."
+        + (f"  Load average (5 min): {meta['load_start']} at the start, {meta['load']} at the end."
+           if meta.get("load_start") is not None else ""),
         "",
         "Versions: " + ", ".join(f"{p} {v}" for p, v in meta["versions"].items() if v) + ".",
         "",
-        "ns/node: best round's time / the workload's scalar node count (same count for every peer). "
+        f"Times are {'CPU time of the measuring process' if meta.get('clock', 'wall') == 'cpu' else 'wall-clock time'}"
+        ". ns/node: best round's time / the workload's scalar node count (same count for every peer). "
         "(Nx): ratio to autograd_c measured in the same subprocess; replay's ratio is to autograd_c's "
         "forward + backward. / floats: forward time / plain-float time of the same code.",
         "",
@@ -354,7 +404,7 @@ def format_markdown(rows, meta):
             r = by.get((name, peer))
             if r is None or peer == "floats":
                 continue
-            label = W.PEERS[peer].label
+            label = W.PEERS[peer].label_for(name)
             if r["status"] != "ok":
                 nodes = f"{r['nodes']:,}" if r.get("nodes") else ""
                 lines.append(f"| {name} | {label} | {nodes} | {r['status']} | | | | | |")
@@ -376,20 +426,38 @@ def format_markdown(rows, meta):
     for peer, why in W.NOT_RUN.items():
         lines.append(f"| all | {peer} | | {why} | | | | | |")
 
-    steps = [r for r in rows if r["workload"] == "mlp" and r.get("status") == "ok" and "step_s" in r]
+    steps = {r["peer"]: r for r in rows if r["workload"] == "mlp" and r.get("status") == "ok" and "step_s" in r}
     if steps:
-        lines += ["", "MLP training step (forward + backward + SGD on 337 parameters, 100 samples):", "",
-                  "| peer | ms per step | x autograd_c |", "|---|---:|---:|"]
-        for r in steps:
-            lines.append(f"| {W.PEERS[r['peer']].label} | {r['step_s'] * 1e3:,.2f} | {_x(r['step_s'] / r['ac_step_s'])} |")
+        # each ratio is taken in the row's own subprocess, against autograd_c's idiomatic step
+        # timed in the same rounds; the drop-in column divides two such ratios
+        dropin = steps.get("autograd_c_dropin")
+        lines += ["", "MLP training step (forward + backward + SGD on 337 parameters, 100 samples); "
+                  "autograd_c two ways: idiomatic (nn.MLP, ag.sum/ag.dot loss, optim.SGD: one call into C per "
+                  "layer, the update in C) and as a micrograd drop-in (micrograd's demo code, imports changed: "
+                  "inputs wrapped in Value, Python's sum, the update in a Python loop):", "",
+                  "| peer | ms per step | x autograd_c idiomatic | x autograd_c drop-in |",
+                  "|---|---:|---:|---:|"]
+        for peer in W.PEERS:
+            r = steps.get(peer)
+            if r is None:
+                continue
+            ratio = r["step_s"] / r["ac_step_s"]
+            vs_dropin = _x(ratio / (dropin["step_s"] / dropin["ac_step_s"])) if dropin else "-"
+            lines.append(f"| {W.PEERS[peer].label_for('mlp')} | {r['step_s'] * 1e3:,.2f} | {_x(ratio)} "
+                         f"| {vs_dropin} |")
 
     notes = []
     for r in rows:
         if r.get("tape_nodes") and r["tape_nodes"] != r["nodes"]:
-            notes.append(f"autograd_c records the {r['workload']} workload as {r['tape_nodes']:,} tape nodes "
-                         f"(ag.dot per neuron, ag.sum, ag.dot for the L2 term); ns/node and bytes/node "
-                         f"still divide by the scalar graph's {r['nodes']:,}.  Plain floats run the "
-                         "scalar code (mlp_loss), which is why autograd_c's forward beats them here.")
+            how = ("autograd_c (idiomatic) records it as {:,} tape nodes: nn.MLP makes a dot node (bias "
+                   "included) and an activation node per neuron, ag.sum and ag.dot one node each"
+                   if r["peer"] == "autograd_c" else
+                   "the drop-in records {:,} tape nodes: nn.MLP's, plus micrograd's loss code node by node")
+            notes.append(f"MLP: {how.format(r['tape_nodes'])}; ns/node and bytes/node still divide by the "
+                         f"scalar graph's {r['nodes']:,} nodes.")
+        if r["workload"] == "mlp" and r["peer"] == "autograd_c" and r.get("status") == "ok":
+            notes.append("Plain floats run the MLP's scalar code (mlp_loss, micrograd's loops); autograd_c's "
+                         "nn.MLP does each neuron's inner loop in C, which is why its forward beats them.")
         if r.get("extra"):
             notes.append(f"JAX on the full-size chain ({r['nodes']:,} nodes): {r['status']}"
                          + (f", first call {r['compile_s']:.0f} s" if "compile_s" in r else "") + ".")
@@ -407,6 +475,11 @@ def format_markdown(rows, meta):
         notes.append("RecursionError: micrograd's backward() sorts the graph recursively, one frame per "
                      "graph level; at Python's default limit it fails above ~500 chain iterations or "
                      "~1,000 wide terms (its results were checked at size 1,000 with a raised limit).")
+    if meta.get("subnormal"):
+        notes += [f"**{problem}**" for problem in meta["subnormal"]]
+    elif "subnormal" in meta:
+        notes.append("No value or adjoint of any workload's scalar graph is subnormal at the sizes run "
+                     "(checked in floats by workloads.subnormals before the run).")
     notes.append("bytes/node: RSS growth while recording, in a fresh process; CasADi's includes its Function's "
                  "work vectors; JAX's is not measured (tracing and XLA compilation dominate it).")
     lines += [""] + [f"- {n}" for n in notes]
@@ -418,18 +491,20 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    peers = [p for p in W.PEERS]
+    short = {("mlp", "autograd_c"): "autograd_c\nidiomatic", ("mlp", "autograd_c_dropin"): "autograd_c\ndrop-in"}
     fig, axes = plt.subplots(1, len(W.WORKLOADS), figsize=(6 * len(W.WORKLOADS), 5), sharey=True)
     phases = [("forward", "forward"), ("backward", "backward"), ("replay", "replay (value+grad)")]
     colors = {"forward": "#4c72b0", "backward": "#dd8452", "replay": "#55a868"}
     width = 0.27
     for ax, name in zip(axes, W.WORKLOADS):
         by = {r["peer"]: r for r in rows if r["workload"] == name and not r.get("extra")}
+        peers = [p for p in W.PEERS if W.PEERS[p].runs(name)]
         labels = []
         for i, peer in enumerate(peers):
             r = by.get("autograd_c" if peer == "floats" else peer, {})
             ref_nodes = by.get("autograd_c", {}).get("nodes")
-            labels.append(peer if r.get("nodes") in (None, ref_nodes) else f"{peer}\n({r['nodes']:,} nodes)")
+            label = short.get((name, peer), peer)
+            labels.append(label if r.get("nodes") in (None, ref_nodes) else f"{label}\n({r['nodes']:,} nodes)")
             below = ax.get_xaxis_transform()        # x in data, y in axes coordinates
             if r.get("status") != "ok":
                 ax.text(i, 0.03, (r.get("status") or "not run")[:24], rotation=90, ha="center", va="bottom",
@@ -487,10 +562,14 @@ def main(argv=None):
                         "benchmarks/results/latest, or .../quick with --quick)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
     parser.add_argument("--from-json", metavar="FILE", help="re-render FILE.md and FILE.png from a saved FILE.json")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu (default): CPU time of the measuring process; wall: elapsed time")
     parser.add_argument("--measure", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
     parser.add_argument("--memory", nargs=2, metavar=("PEER", "WORKLOAD"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
 
     if args.measure:
         print(json.dumps(measure(*args.measure, args.quick, args.size)))
@@ -517,14 +596,19 @@ def main(argv=None):
     if "autograd_c" not in peers:
         peers.insert(0, "autograd_c")
     t0 = time.perf_counter()
-    rows = run_all(peers, workloads, args.quick)
+    load_start = round(os.getloadavg()[1], 1)
+    subnormal = check_subnormals(peers, workloads, args.quick)
+    rows = run_all(peers, workloads, args.quick, args.clock)
     meta = machine()
+    meta["subnormal"] = subnormal
     meta["quick"] = args.quick
+    meta["clock"] = args.clock
+    meta["load_start"] = load_start
     meta["command"] = " ".join(["python benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv))
     meta["versions"] = {}
     for r in rows:
-        if r.get("version"):
-            meta["versions"][r["peer"]] = r["version"]
+        if r.get("version") and W.PEERS[r["peer"]].module not in meta["versions"]:
+            meta["versions"][W.PEERS[r["peer"]].module] = r["version"]
     meta["seconds"] = round(time.perf_counter() - t0, 1)
     out = args.out or os.path.join(HERE, "results", "quick" if args.quick else "latest")
     write_outputs(rows, meta, out, args.no_chart)

@@ -17,7 +17,9 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:            # workloads.py, by this file's directory (never the repository root)
+    sys.path.insert(0, HERE)
 import workloads as W  # noqa: E402
 
 BENCH_SIZES = {"chain": 10_000, "wide": 10_000, "mlp": 100}
@@ -37,12 +39,29 @@ def workload_for(peer, name, full):
     return W.make_workload(name, size)
 
 
+_subnormals = {}
+
+
+def check_subnormals(w):
+    """Fails the benchmark if the workload's graph holds subnormal numbers
+    (they would time the CPU's slow path, not the peer); cached per size."""
+    key = (w.name, w.size)
+    if key not in _subnormals:
+        _subnormals[key] = W.subnormals(w)
+    assert _subnormals[key] is None, _subnormals[key]
+
+
 def make_case(peer, name, full):
-    """The peer's Case for the workload, or a skip when the peer is not installed."""
+    """The peer's Case for the workload, or a skip when the peer is not
+    installed or does not run this workload."""
     info = W.PEERS[peer]
+    if not info.runs(name):
+        pytest.skip(f"{peer} runs {', '.join(info.workloads)} only")
     if not info.available():
         pytest.skip(f"{peer} is not installed")
-    return info.case(workload_for(peer, name, full))
+    w = workload_for(peer, name, full)
+    check_subnormals(w)
+    return info.case(w)
 
 
 _references = {}

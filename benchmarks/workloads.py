@@ -6,9 +6,14 @@ so that every entry point times the same graphs.
 
 Workloads (``make_workload(name, size)``):
 
-  chain  ``y = y*0.9999 + x*0.0001``, ``size`` times, from leaves x=0.5, y=1.0:
-         3*size scalar operations, each depending on the previous one (a graph
-         ``size`` levels deep).  Gradients checked: dy/dx, dy/dy0.
+  chain  ``y = y*a + x*0.0001``, ``size`` times, from leaves x=0.5, y=1.0, the
+         multiplier ``a`` alternating 0.9999 and 1/0.9999: 3*size scalar
+         operations, each depending on the previous one (a graph ``size``
+         levels deep).  The alternation keeps every adjoint within a factor
+         1/0.9999 of 1 at any length (with ``a`` = 0.9999 throughout, the early
+         adjoints 0.9999**k become subnormal past ~7M iterations and slow
+         every backward down); values grow by about 1e-4 per iteration (1,700
+         at 10^8 nodes).  Gradients checked: dy/dx, dy/dy0.
   wide   ``sum(a*b for a, b in zip(A, B))`` over ``size`` pairs of leaves drawn
          with ``random.Random(0)``: 2*size operations (Python's ``sum`` starts
          from 0, so every term costs a multiply and an add).  Gradients
@@ -29,6 +34,14 @@ plain scalar formulation (the graph micrograd builds: 3*size for chain,
 bytes are divided by that same number, so "ns per node" compares like with
 like even where a peer records fewer, bigger nodes (autograd_c's ``dot``,
 CasADi's matrix products, JAX's arrays).
+
+Subnormal numbers (magnitudes below 2.2e-308) make floating-point arithmetic
+up to ~100x slower on x86, so a workload that produced them would time the
+CPU's microcode, not the AD tool.  ``subnormals(workload)`` computes every
+value and every adjoint of the workload's scalar graph in plain floats and
+NumPy (independently of any peer) and names the smallest non-zero magnitudes;
+``compare.py``, ``bench_core.py``, ``bench_scale.py`` and the pytest suites
+run it at the sizes they time and flag any subnormal.
 
 Peers (``PEERS``): each has one ``Case`` class; ``PEERS[name].case(workload)``
 returns an object with the phases the timers call:
@@ -51,6 +64,7 @@ import copy
 import math
 import os
 import random
+import sys
 
 X0, Y0 = 0.5, 1.0          # chain's leaves
 MLP_SHAPE = (2, (16, 16, 1))
@@ -76,9 +90,16 @@ def size_for(peer, workload, quick):
 # The workloads, written once for any scalar type
 # ---------------------------------------------------------------------------
 
+CHAIN_A, CHAIN_B, CHAIN_C = 0.9999, 1 / 0.9999, 0.0001   # multipliers of y (alternating), of x
+
+
 def chain(x, y, n):
-    for _ in range(n):
-        y = y * 0.9999 + x * 0.0001
+    a, b, c = CHAIN_A, CHAIN_B, CHAIN_C
+    for _ in range(n >> 1):
+        y = y * a + x * c
+        y = y * b + x * c
+    if n & 1:
+        y = y * a + x * c
     return y
 
 
@@ -230,6 +251,164 @@ def rss_bytes():
 
 
 # ---------------------------------------------------------------------------
+# Subnormal check: every value and adjoint of the scalar graph, in floats
+# ---------------------------------------------------------------------------
+
+SMALLEST_NORMAL = sys.float_info.min      # 2.2250738585072014e-308
+
+
+class Magnitudes:
+    """The smallest and largest non-zero magnitude seen, of values and of adjoints."""
+
+    def __init__(self):
+        self.lo = {"value": math.inf, "adjoint": math.inf}
+        self.hi = {"value": 0.0, "adjoint": 0.0}
+
+    def add(self, kind, v):
+        """v: a float or a NumPy array."""
+        import numpy as np
+        a = np.abs(np.asarray(v, dtype=float)).ravel()
+        a = a[a != 0]
+        if a.size:
+            self.lo[kind] = min(self.lo[kind], float(a.min()))
+            self.hi[kind] = max(self.hi[kind], float(a.max()))
+
+
+def _chain_magnitudes(w, m):
+    """The chain: values y_k, y_k*a_k, x*c; adjoints d y_n / d y_k (the
+    products of the later multipliers), which the products and x*c share,
+    and x's, their sum times c.  Two float loops (about a second at 10^8 nodes)."""
+    a, b, c = CHAIN_A, CHAIN_B, CHAIN_C
+    x, y, n = w.x0, w.y0, w.size
+    xc = x * c
+    lo, hi = min(abs(x), abs(y), abs(xc)), max(abs(x), abs(y), abs(xc))
+    for _ in range(n >> 1):
+        t = y * a
+        y = t + xc
+        u = y * b
+        y = u + xc
+        for v in (t, y, u):            # y_k+1 and the two products of this pair
+            v = abs(v)
+            if v < lo:
+                lo = v
+            elif v > hi:
+                hi = v
+    if n & 1:
+        t = y * a
+        y = t + xc
+        lo, hi = min(lo, abs(t), abs(y)), max(hi, abs(t), abs(y))
+    for v in (lo, hi):
+        m.add("value", v)
+    adj, alo, ahi, gx = 1.0, 1.0, 1.0, 0.0
+    for k in range(n - 1, -1, -1):     # backward: adj = d y_n / d y_k
+        gx += adj * c
+        adj *= a if k % 2 == 0 else b
+        if adj < alo:
+            alo = adj
+        elif adj > ahi:
+            ahi = adj
+    for v in (alo, ahi, gx):           # gx: x's adjoint
+        m.add("adjoint", v)
+
+
+def _wide_magnitudes(w, m):
+    """wide: leaves A, B, products, the running sum; every sum and product
+    has adjoint 1, A's leaves B's values and vice versa."""
+    import numpy as np
+    A, B = np.array(w.A), np.array(w.B)
+    m.add("value", A)
+    m.add("value", B)
+    m.add("value", A * B)
+    m.add("value", np.cumsum(A * B))
+    m.add("adjoint", 1.0)
+    m.add("adjoint", A)
+    m.add("adjoint", B)
+
+
+def _mlp_magnitudes(w, m, chunk=20_000):
+    """mlp_loss's graph, micrograd's scalar form, in NumPy over chunks of
+    samples: every product w*x, every partial sum b + w0*x0 + ..., every ReLU,
+    the loss terms and their sums, and the adjoint of each (a neuron's
+    products and partial sums share the adjoint of its output)."""
+    import numpy as np
+    layers = mlp_layers(w.params)
+    Ws = [np.array([wt for wt, _ in layer]) for layer in layers]    # nout x nin
+    bs = [np.array([b for _, b in layer]) for layer in layers]
+    P = np.array(w.params)
+    X, Y = np.array(w.X), np.array(w.Y)
+    n, last = len(Y), len(layers) - 1
+    m.add("value", P)                  # leaves, the L2 term's squares and their running sum
+    m.add("value", np.cumsum(P * P))
+    m.add("value", P * P)
+    m.add("adjoint", ALPHA)            # of the squares and the running sum; 1 for the rest
+    m.add("adjoint", 1.0)
+    grads = [np.zeros_like(Wi) for Wi in Ws]
+    grads_b = [np.zeros_like(bi) for bi in bs]
+    loss_sum = 0.0
+    for start in range(0, n, chunk):
+        h = X[start:start + chunk]
+        y = Y[start:start + chunk]
+        m.add("value", h)
+        inputs, pres = [], []
+        for i, (Wi, bi) in enumerate(zip(Ws, bs)):
+            prods = h[:, None, :] * Wi[None, :, :]                    # samples x nout x nin
+            partial = bi[None, :, None] + np.cumsum(prods, axis=2)
+            m.add("value", prods)
+            m.add("value", partial)
+            inputs.append(h)
+            pre = partial[:, :, -1]
+            pres.append(pre)
+            h = np.maximum(pre, 0.0) if i != last else pre
+            m.add("value", h)
+        s = h[:, 0]
+        neg = -y * s
+        u = 1 + neg
+        losses = np.maximum(u, 0.0)
+        running = loss_sum + np.cumsum(losses)
+        loss_sum = float(running[-1]) if running.size else loss_sum
+        for v in (neg, u, losses, running):
+            m.add("value", v)
+        # backward: d loss / d losses = 1/n, through relu(1 + -y*s) to the score
+        g = np.where(u > 0, 1.0 / n, 0.0)
+        m.add("adjoint", g)
+        adj = (-y * g)[:, None]                                       # d loss / d pre of the last layer
+        for i in range(last, -1, -1):
+            if i != last:
+                adj = adj * (pres[i] > 0)
+            m.add("adjoint", adj)      # the neuron's output, partial sums and products
+            grads[i] += adj.T @ inputs[i]
+            grads_b[i] += adj.sum(axis=0)
+            adj = adj @ Ws[i]          # d loss / d inputs of layer i
+            m.add("adjoint", adj)
+    data_loss = loss_sum * (1.0 / n)
+    m.add("value", data_loss)
+    m.add("value", data_loss + ALPHA * float(np.sum(P * P)))
+    for gi, gb, Wi, bi in zip(grads, grads_b, Ws, bs):                # leaves: data + 2 alpha p
+        m.add("adjoint", gi + 2 * ALPHA * Wi)
+        m.add("adjoint", gb + 2 * ALPHA * bi)
+
+
+def magnitudes(w):
+    """Smallest and largest non-zero magnitudes of the values and adjoints of
+    workload w's scalar graph (leaves and operations; the constants'
+    adjoints, which most peers never compute, are left out)."""
+    m = Magnitudes()
+    {"chain": _chain_magnitudes, "wide": _wide_magnitudes, "mlp": _mlp_magnitudes}[w.name](w, m)
+    return m
+
+
+def subnormals(w):
+    """None if no value or adjoint of w's scalar graph is subnormal, else a
+    sentence saying which (for tables and warnings)."""
+    m = magnitudes(w)
+    bad = [f"smallest {kind} {m.lo[kind]:.3g}" for kind in ("value", "adjoint")
+           if m.lo[kind] < SMALLEST_NORMAL]
+    if not bad:
+        return None
+    return f"{w.name} at size {w.size:,}: subnormal numbers ({', '.join(bad)}); its timings measure them"
+
+
+# ---------------------------------------------------------------------------
 # Peers
 # ---------------------------------------------------------------------------
 
@@ -307,9 +486,26 @@ class ValueCase(Case):
         return self.out.data, [v.grad for v in self.watch]
 
 
+def _seeded_model(MLP):
+    """MLP(*MLP_SHAPE) drawn after random.seed(MLP_SEED), leaving Python's
+    random state as it was; checks that it drew workloads.mlp_init()'s numbers."""
+    state = random.getstate()
+    random.seed(MLP_SEED)
+    try:
+        model = MLP(MLP_SHAPE[0], list(MLP_SHAPE[1]))
+    finally:
+        random.setstate(state)
+    if [p.data for p in model.parameters()] != mlp_init():
+        raise AssertionError(f"{MLP.__module__}.MLP drew different parameters than workloads.mlp_init")
+    return model
+
+
 class AutogradCCase(ValueCase):
-    """autograd_c: Variable leaves, out.backward(); the MLP written the fast
-    way (one ag.dot per neuron, bias included, ag.sum and ag.dot for the sums)."""
+    """autograd_c: Variable leaves, out.backward().  The MLP the fastest
+    idiomatic way, as ``python -m autograd_c demo`` trains it: autograd_c.nn.MLP
+    (one call into C per layer: a dot node per neuron, bias included, and its
+    ReLU), inputs as plain floats, ag.sum for the data loss, ag.dot for the L2
+    term; the training step updates with optim.SGD (the update in C)."""
     peer = "autograd_c"
     module = "autograd_c"
 
@@ -317,43 +513,34 @@ class AutogradCCase(ValueCase):
         super().__init__(workload)
         import autograd_c
         self.ag = autograd_c
-        self.params = None
+        self.opt = None
 
     def leaves(self):
-        ag = self.ag
         if self.w.name != "mlp":
-            self.scalar_leaves(ag.Variable)
+            self.scalar_leaves(self.ag.Variable)
             return
-        self.params = [ag.Variable(v) for v in self.w.params]
-        self._mlp_setup()
-
-    def _mlp_setup(self):
-        layers = mlp_layers(self.params)
-        self.rows = [[[b] + w for w, b in layer] for layer in layers]
+        from autograd_c.nn import MLP
+        self.model = _seeded_model(MLP)
+        self.params = self.model.parameters()
+        for p, v in zip(self.params, self.w.params):     # moved() workloads differ from the draw
+            p.data = v
         self.watch = [self.params[i] for i in self.w.checked]
 
     def _mlp(self):
-        ag = self.ag
-        rows, last = self.rows, len(self.rows) - 1
-        scores = []
-        for x in self.w.X:
-            for i, layer in enumerate(rows):
-                xe = [1.0] + x
-                x = [ag.dot(r, xe) for r in layer]
-                if i != last:
-                    x = [a.relu() for a in x]
-            scores.append(x[0])
-        losses = [(1 - y * s).relu() for y, s in zip(self.w.Y, scores)]
+        ag, model = self.ag, self.model
+        scores = [model(x) for x in self.w.X]
+        losses = [(1.0 - y * s).relu() for y, s in zip(self.w.Y, scores)]
         return ag.sum(losses) * (1.0 / len(losses)) + ALPHA * ag.dot(self.params, self.params)
 
     def step(self):
-        if self.params is None:
+        if self.opt is None:
+            from autograd_c import optim
             self.leaves()
+            self.opt = optim.SGD(self.params, lr=LR)
         loss = self._mlp()
+        self.opt.zero_grad()
         loss.backward()
-        for p in self.params:
-            p.data -= LR * p.grad
-            p.grad = 0.0
+        self.opt.step()
         return loss.data
 
 
@@ -364,18 +551,21 @@ class MicrogradCase(ValueCase):
     micrograd's backward() sorts the graph with a recursive depth-first
     search, one Python frame per graph level: at the default recursion limit
     (1000) it raises RecursionError from ~500 chain iterations (two levels
-    each on the path the search follows) or ~1,000 wide pairs.  (With sys.setrecursionlimit raised it finishes
-    on CPython 3.11, but users would have to know to do that.)  Most of its
-    forward time is the cyclic garbage collector: every Value's _backward
-    closure refers back to the Value, so each op makes a reference cycle and
-    the collector keeps rescanning the growing graph."""
+    each on the path the search follows) or ~1,000 wide pairs.  (With
+    sys.setrecursionlimit raised it finishes on CPython 3.11, but users
+    would have to know to do that.)  Most of its forward time is the cyclic
+    garbage collector: every Value's _backward closure refers back to the
+    Value, so each op makes a reference cycle and the collector keeps
+    rescanning the growing graph."""
     peer = "micrograd"
     module = "micrograd"
+    engine, nn = "micrograd.engine", "micrograd.nn"
 
     def __init__(self, workload):
         super().__init__(workload)
-        from micrograd.engine import Value
-        self.Value = Value
+        import importlib
+        self.Value = importlib.import_module(self.engine).Value
+        self.MLP = importlib.import_module(self.nn).MLP
         self.model = None
 
     def leaves(self):
@@ -385,14 +575,10 @@ class MicrogradCase(ValueCase):
         self._make_model()
 
     def _make_model(self):
-        from micrograd.nn import MLP
-        state = random.getstate()
-        random.seed(MLP_SEED)
-        self.model = MLP(MLP_SHAPE[0], list(MLP_SHAPE[1]))
-        random.setstate(state)
+        self.model = _seeded_model(self.MLP)
         params = self.model.parameters()
-        if [p.data for p in params] != self.w.params:
-            raise AssertionError("micrograd.nn.MLP drew different parameters than workloads.mlp_init")
+        for p, v in zip(params, self.w.params):
+            p.data = v
         self.watch = [params[i] for i in self.w.checked]
 
     def _mlp(self):
@@ -406,6 +592,7 @@ class MicrogradCase(ValueCase):
         return data_loss + reg_loss
 
     def step(self):
+        # the demo's training loop body (fixed learning rate)
         if self.model is None:
             self._make_model()
         loss = self._mlp()
@@ -414,6 +601,17 @@ class MicrogradCase(ValueCase):
         for p in self.model.parameters():
             p.data -= LR * p.grad
         return loss.data
+
+
+class DropInCase(MicrogradCase):
+    """autograd_c as a micrograd drop-in: MicrogradCase's code (micrograd's
+    demo, inputs wrapped in Value, Python's sum, the update in a Python loop)
+    with the imports changed to autograd_c.engine and autograd_c.nn.  On
+    chain and wide it is autograd_c's own code (Value is Variable), so it
+    runs the MLP only (``Peer.workloads``)."""
+    peer = "autograd_c_dropin"
+    module = "autograd_c"
+    engine, nn = "autograd_c.engine", "autograd_c.nn"
 
 
 class TorchCase(Case):
@@ -727,8 +925,20 @@ class JaxCase(Case):
 
 
 class Peer:
-    def __init__(self, name, label, cls, module=None):
+    """A peer: its name (for --peers), its label in tables (``labels``
+    overrides it per workload), its Case class, the module it needs and the
+    workloads it runs (default: all)."""
+
+    def __init__(self, name, label, cls, module=None, workloads=None, labels=None):
         self.name, self.label, self.cls, self.module = name, label, cls, module
+        self.workloads = tuple(workloads or SIZES)
+        self.labels = labels or {}
+
+    def label_for(self, workload):
+        return self.labels.get(workload, self.label)
+
+    def runs(self, workload):
+        return workload in self.workloads
 
     def case(self, workload):
         return self.cls(workload)
@@ -751,7 +961,10 @@ class Peer:
 
 PEERS = {p.name: p for p in [
     Peer("floats", "plain floats (no AD)", FloatsCase),
-    Peer("autograd_c", "autograd_c", AutogradCCase, "autograd_c"),
+    Peer("autograd_c", "autograd_c", AutogradCCase, "autograd_c",
+         labels={"mlp": "autograd_c, idiomatic (nn.MLP, ag.sum/ag.dot, optim.SGD)"}),
+    Peer("autograd_c_dropin", "autograd_c drop-in (micrograd's code, imports changed)", DropInCase,
+         "autograd_c", workloads=("mlp",)),
     Peer("micrograd", "micrograd", MicrogradCase, "micrograd"),
     Peer("torch", "PyTorch, 0-d float64 tensors, 1 thread", TorchCase, "torch"),
     Peer("xad", "XAD (xad.adj_1st)", XadCase, "xad"),

@@ -142,7 +142,8 @@ def _dense(list rows, list biases, x, activation):
             args[offset] = <uint32_t>width
             args[offset + 1] = _ref_of(tape, w)
             args[offset + 2] = one
-            y = w.value                    # b, then each w*x: micrograd's order
+            y = 0.0 + w.value              # b, then each w*x (micrograd's order), from 0.0 as
+                                           # the dot node's own formula sums
             for k in range(nin):
                 w = <Variable>row[k]
                 args[offset + 3 + 2 * k] = _ref_of(tape, w)

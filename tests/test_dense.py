@@ -62,8 +62,12 @@ def test_values_where_order_matters():
 
 
 def test_negative_zero_bias_sum():
+    # a neuron is one dot node, whose formula sums from 0.0 like dot(), sum()
+    # and torch (so a replay recomputes the same bits): an all -0.0 neuron is
+    # +0.0 (micrograd's sum(..., b) would give -0.0; the values are equal)
     (out,) = _core._dense([[ag.Variable(-0.0)]], [ag.Variable(-0.0)], [1.0], None)
-    assert math.copysign(1.0, out.data) == math.copysign(1.0, -0.0 + (-0.0) * 1.0)
+    assert math.copysign(1.0, out.data) == math.copysign(1.0, 0.0 + -0.0 + (-0.0) * 1.0)
+    assert math.copysign(1.0, out.data) == math.copysign(1.0, ag.dot([-0.0, -0.0], [1.0, 1.0]).data)
 
 
 @pytest.mark.parametrize("act", ACTS)
