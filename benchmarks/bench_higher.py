@@ -2,6 +2,8 @@
 
     python benchmarks/bench_higher.py            # about 2 minutes
     python benchmarks/bench_higher.py --quick    # fewer rounds and smaller graphs
+    python benchmarks/bench_higher.py --smoke    # tiny graphs, one round: does it run
+    python benchmarks/bench_higher.py --only 3   # one table
 
 Three tables (every contender is checked against autograd_c before its time
 counts; rounds interleave the contenders, so drift on a shared machine hits
@@ -15,7 +17,7 @@ them alike; each cell is the best round and the median round):
 2. End to end on the same scalar graph (recording f, then the derivative):
    ag.hvp against torch.autograd.functional.hvp and torch.func's
    jvp(grad(f)) on 0-d float64 tensors, with one backward() of each library
-   beside them.
+   and H v by create_graph (grad of grad(f) . v) beside them.
 3. The dense Hessian of the extended Rosenbrock function of 100 inputs:
    ag.hessian against torch.func.hessian and
    torch.autograd.functional.hessian on 0-d tensors, and JAX's
@@ -88,6 +90,8 @@ def rosen_torch(*x):
 # ---------------------------------------------------------------------------
 
 def interleaved(contenders, rounds, min_time=0.02):
+    if rounds <= 1:
+        min_time = 0.0
     """{name: (best, median)} seconds per call; each round runs every
     contender back to back, repeating a fast one until it took min_time."""
     times = {name: [] for name in contenders}
@@ -128,9 +132,9 @@ def check(name, got, want, tol=1e-9):
 # 1. hvp against backward() on the same recorded graph
 # ---------------------------------------------------------------------------
 
-def sweeps_table(rounds, quick):
-    n = 2_000 if quick else 20_000
-    samples = 20 if quick else 100
+def sweeps_table(rounds, quick, smoke=False):
+    n = 50 if smoke else 2_000 if quick else 20_000
+    samples = 2 if smoke else 20 if quick else 100
     X, Y = make_moons(samples)
     cases = [(f"extended Rosenbrock, {n:,} inputs", rosen_ag, list(np.linspace(-1.2, 1.2, n))),
              (f"micrograd demo loss, {samples} moons, 337 inputs", mlp_ag(X, Y), mlp_init())]
@@ -156,9 +160,9 @@ def sweeps_table(rounds, quick):
 # 2. end to end, against torch on the same scalar graph
 # ---------------------------------------------------------------------------
 
-def end_to_end_table(rounds, quick):
-    n = 100 if quick else 200
-    samples = 5 if quick else 10
+def end_to_end_table(rounds, quick, smoke=False):
+    n = 10 if smoke else 100 if quick else 200
+    samples = 1 if smoke else 5 if quick else 10
     X, Y = make_moons(samples)
     cases = [(f"extended Rosenbrock, {n} inputs", rosen_ag, rosen_torch,
               list(np.linspace(-1.2, 1.2, n))),
@@ -174,8 +178,15 @@ def end_to_end_table(rounds, quick):
             xs = [ag.Variable(a) for a in x0]
             f(*xs).backward()
 
+        def ag_create_graph():              # H v as grad(grad(f) . v), the reverse pass recorded
+            xs = [ag.Variable(a) for a in x0]
+            gs = ag.grad(f(*xs), xs, create_graph=True)
+            return ag.grad(ag.dot(gs, list(v)), xs)
+
+        check("autograd_c create_graph", ag_create_graph(), want)
         contenders["autograd_c: record + backward()"] = ag_backward
         contenders["autograd_c: ag.hvp"] = lambda: ag.hvp(f, x0, v)
+        contenders["autograd_c: grad(create_graph=True), then grad"] = ag_create_graph
         if torch is not None:
             tv = tuple(torch.tensor(a, dtype=torch.float64) for a in v)
 
@@ -193,11 +204,18 @@ def end_to_end_table(rounds, quick):
                 ts = tuple(torch.tensor(a, dtype=torch.float64) for a in x0)
                 return torch.func.jvp(lambda *a: torch.func.grad(f_t, argnums=argnums)(*a), ts, tv)[1]
 
+            def torch_create_graph():
+                ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in x0]
+                gs = torch.autograd.grad(f_t(*ts), ts, create_graph=True)
+                return torch.autograd.grad(sum(g * c for g, c in zip(gs, tv)), ts)
+
+            check("torch create_graph", [t.item() for t in torch_create_graph()], want)
             check("torch.autograd.functional.hvp", [t.item() for t in torch_hvp()], want)
             check("torch.func jvp(grad)", [t.item() for t in torch_func_hvp()], want)
             contenders["PyTorch 0-d: record + backward()"] = torch_backward
             contenders["PyTorch 0-d: torch.autograd.functional.hvp"] = torch_hvp
             contenders["PyTorch 0-d: torch.func.jvp(grad(f))"] = torch_func_hvp
+            contenders["PyTorch 0-d: grad(create_graph=True), then grad"] = torch_create_graph
         t = interleaved(contenders, rounds)
         base = t["autograd_c: ag.hvp"]
         nodes = ag.graph_size(f(*[ag.Variable(a) for a in x0]))
@@ -214,8 +232,8 @@ def end_to_end_table(rounds, quick):
 # 3. dense Hessian of the 100-input extended Rosenbrock
 # ---------------------------------------------------------------------------
 
-def hessian_table(rounds, quick):
-    n = 100
+def hessian_table(rounds, quick, smoke=False):
+    n = 10 if smoke else 100
     x0 = np.linspace(-1.2, 1.2, n)
     want = ag.hessian(rosen_ag, x0)
     contenders = {"autograd_c: ag.hessian": lambda: ag.hessian(rosen_ag, x0)}
@@ -268,16 +286,23 @@ def versions():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller graphs")
+    parser.add_argument("--smoke", action="store_true", help="tiny graphs, one round (a test)")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", type=int, choices=(1, 2, 3), help="run one table")
     args = parser.parse_args()
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = args.rounds or (1 if args.smoke else 5 if args.quick else 15)
+    few = 1 if args.smoke else max(3, rounds // 3)
     print(f"# bench_higher ({versions()}; {rounds} interleaved rounds)\n")
-    print("## 1. hvp against one backward() on the same recorded graph (C sweeps only)\n")
-    print(sweeps_table(rounds, args.quick), "\n")
-    print("## 2. End to end on the same scalar graph (record f, then the derivative)\n")
-    print(end_to_end_table(max(3, rounds // 3), args.quick))
-    print("## 3. Dense Hessian of the extended Rosenbrock function, 100 inputs\n")
-    print(hessian_table(max(3, rounds // 3), args.quick))
+    if args.only in (None, 1):
+        print("## 1. hvp against one backward() on the same recorded graph (C sweeps only)\n")
+        print(sweeps_table(rounds, args.quick, args.smoke), "\n")
+    if args.only in (None, 2):
+        print("## 2. End to end on the same scalar graph (record f, then the derivative)\n")
+        print(end_to_end_table(few, args.quick, args.smoke))
+    if args.only in (None, 3):
+        print(f"## 3. Dense Hessian of the extended Rosenbrock function, "
+              f"{10 if args.smoke else 100} inputs\n")
+        print(hessian_table(few, args.quick, args.smoke))
 
 
 if __name__ == "__main__":

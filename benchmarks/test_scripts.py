@@ -45,3 +45,9 @@ def test_script_runs_from_another_directory(tmp_path, script):
     if script == "bench_micrograd_step.py":
         pytest.importorskip("micrograd")
     assert "|" in run(script, "--quick", cwd=tmp_path)
+
+
+def test_bench_higher_smoke_run(tmp_path):
+    pytest.importorskip("numpy")
+    text = run("bench_higher.py", "--smoke", cwd=tmp_path)
+    assert "hvp / backward" in text and "ag.hessian" in text

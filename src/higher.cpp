@@ -376,9 +376,12 @@ static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, dual v)
 
 /* One node's contributions, instantiated for each combination of which of
  * g, x, z carry a tangent (double: none, dual: one).  A contribution is a
- * dual exactly when its formula involves a factor with a tangent. */
-template <class G, class X>
-static HI_INLINE void unary_contrib(reverse_ctx &rc, int op, G g, X x, X y, uint32_t a)
+ * dual exactly when its formula involves a factor with a tangent.  They take
+ * values and hand each contribution to touch(ctx, operand, value): nothing
+ * here knows the tape, so a sweep over another layout (a replay program's
+ * slots) instantiates them with its own context type and touch overloads. */
+template <class Ctx, class G, class X>
+static HI_INLINE void unary_contrib(Ctx &rc, int op, G g, X x, X y, uint32_t a)
 {
     switch (op) {
 #define HI_CASE(OP, NAME, F, D) case OP: touch(rc, a, (D)); break;
@@ -388,8 +391,8 @@ static HI_INLINE void unary_contrib(reverse_ctx &rc, int op, G g, X x, X y, uint
     }
 }
 
-template <class G, class X>
-static HI_INLINE void const_contrib(reverse_ctx &rc, int op, G g, X x, double c, X y, uint32_t a)
+template <class Ctx, class G, class X>
+static HI_INLINE void const_contrib(Ctx &rc, int op, G g, X x, double c, X y, uint32_t a)
 {
     switch (op) {
 #define HI_CASE(OP, NAME, F, D) case OP: touch(rc, a, (D)); break;
@@ -399,8 +402,8 @@ static HI_INLINE void const_contrib(reverse_ctx &rc, int op, G g, X x, double c,
     }
 }
 
-template <class G, class X, class Z>
-static HI_INLINE void binary_contrib(reverse_ctx &rc, int op, G g, X x, Z z,
+template <class Ctx, class G, class X, class Z>
+static HI_INLINE void binary_contrib(Ctx &rc, int op, G g, X x, Z z,
                                      typename hi_join<X, Z>::type y, uint32_t a, uint32_t b)
 {
     switch (op) {
@@ -423,28 +426,28 @@ static HI_INLINE void node_contrib(const ac_tape *t, reverse_ctx &rc, const ac_t
     double x = HI_VALUE(a), y = t->val[i];
     if (op < AC_ADDC) {                                /* one operand */
         if (tg != NULL && on_ref(tg, a))
-            unary_contrib<G, dual>(rc, op, g, dual(x, dot_ref(tg, a)), dual(y, tg->dot[i - tg->lo]), a);
+            unary_contrib<reverse_ctx, G, dual>(rc, op, g, dual(x, dot_ref(tg, a)), dual(y, tg->dot[i - tg->lo]), a);
         else
-            unary_contrib<G, double>(rc, op, g, x, y, a);
+            unary_contrib<reverse_ctx, G, double>(rc, op, g, x, y, a);
     } else if (op < AC_ADD) {                          /* operand and constant */
         double c = t->consts[b];
         if (tg != NULL && on_ref(tg, a))
-            const_contrib<G, dual>(rc, op, g, dual(x, dot_ref(tg, a)), c, dual(y, tg->dot[i - tg->lo]), a);
+            const_contrib<reverse_ctx, G, dual>(rc, op, g, dual(x, dot_ref(tg, a)), c, dual(y, tg->dot[i - tg->lo]), a);
         else
-            const_contrib<G, double>(rc, op, g, x, c, y, a);
+            const_contrib<reverse_ctx, G, double>(rc, op, g, x, c, y, a);
     } else {                                           /* two operands */
         double z = HI_VALUE(b);
         bool xon = tg != NULL && on_ref(tg, a), zon = tg != NULL && on_ref(tg, b);
         if (xon || zon) {
             dual yd(y, tg->dot[i - tg->lo]);
             if (xon && zon)
-                binary_contrib<G, dual, dual>(rc, op, g, dual(x, dot_ref(tg, a)), dual(z, dot_ref(tg, b)), yd, a, b);
+                binary_contrib<reverse_ctx, G, dual, dual>(rc, op, g, dual(x, dot_ref(tg, a)), dual(z, dot_ref(tg, b)), yd, a, b);
             else if (xon)
-                binary_contrib<G, dual, double>(rc, op, g, dual(x, dot_ref(tg, a)), z, yd, a, b);
+                binary_contrib<reverse_ctx, G, dual, double>(rc, op, g, dual(x, dot_ref(tg, a)), z, yd, a, b);
             else
-                binary_contrib<G, double, dual>(rc, op, g, x, dual(z, dot_ref(tg, b)), yd, a, b);
+                binary_contrib<reverse_ctx, G, double, dual>(rc, op, g, x, dual(z, dot_ref(tg, b)), yd, a, b);
         } else {
-            binary_contrib<G, double, double>(rc, op, g, x, z, y, a, b);
+            binary_contrib<reverse_ctx, G, double, double>(rc, op, g, x, z, y, a, b);
         }
     }
 }
