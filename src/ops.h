@@ -3,7 +3,12 @@
  * The recorder (src/record.pxi) computes values with ac_*_value(); the reverse
  * sweep (src/tape.c) applies ac_*_adjoint().  Both read the X-macro tables
  * below, so an opcode's forward and backward formulas live on one line and
- * cannot drift apart.
+ * cannot drift apart.  Higher orders read the same line (src/higher.cpp):
+ * the adjoint column with g := an operand's tangent is the forward-mode
+ * rule, and the column evaluated in dual numbers (or with recorded
+ * Variables, for create_graph) is its derivative, so an opcode's second and
+ * third derivatives need no line of their own.  The replay engine
+ * (src/replay_sweep.h) expands the same tables.
  *
  * Names in the formulas:
  *   x  value of operand a          z  value of operand b, or the constant c
