@@ -73,7 +73,9 @@ cdef class _GraphWalk:
     cdef ac_rec_hooks hooks
     cdef list arena                  # objects made while one node's formulas were evaluated
     cdef object error                # what a recording raised (the hooks return -1)
-    cdef ac_rec *adj                 # [root + 1] node adjoints (AC_REC_OBJECT: owned references)
+    cdef ac_rec *adj                 # [root - base + 1] node adjoints, node i at [i - base]
+                                     # (AC_REC_OBJECT: owned references)
+    cdef ac_node base                # the lowest node the output reaches
     cdef ac_rec *leaf_adj            # [nleaves] leaf entry adjoints (likewise)
     cdef double *values              # [root + 1] adjoint values, for .grad of recorded Variables
     cdef ac_node root, low
@@ -94,7 +96,7 @@ cdef class _GraphWalk:
         cdef int64_t k
         cdef ac_rec *adj = self.adj
         cdef ac_rec *leaf_adj = self.leaf_adj
-        cdef ac_node n = self.root + 1
+        cdef ac_node n = self.root - self.base + 1
         self.adj = NULL
         self.leaf_adj = NULL
         if adj != NULL:
@@ -156,7 +158,7 @@ cdef class _GraphWalk:
         if ref & AC_LEAF_REF:
             slot = &self.leaf_adj[ref & ~AC_LEAF_REF]
         else:
-            slot = &self.adj[ref]
+            slot = &self.adj[ref - self.base]
             if <ac_node>ref < self.low:
                 self.low = ref
         if slot.kind == AC_REC_NONE:
@@ -192,11 +194,17 @@ cdef class _GraphWalk:
         cdef uint64_t offset
         cdef uint32_t k, m, rx, rz
         cdef Py_ssize_t visited = 0
+        cdef ac_sweep_result reach
         self.tape = tape
         self.root = root
         self.low = root
         self.nleaves = t.nleaves
-        self.adj = <ac_rec *>calloc(root + 1, sizeof(ac_rec))
+        # only [base, root] can be reached: the marks are set and cleared with
+        # no Python code in between (the first-order sweeps use them too)
+        ac_mark_reachable(t, root, &reach)
+        ac_clear_marks(t, &reach, root)
+        self.base = reach.lo
+        self.adj = <ac_rec *>calloc(root - self.base + 1, sizeof(ac_rec))
         self.leaf_adj = <ac_rec *>calloc(self.nleaves + 1, sizeof(ac_rec))
         self.values = <double *>calloc(root + 1, sizeof(double))
         if self.adj == NULL or self.leaf_adj == NULL or self.values == NULL:
@@ -213,13 +221,13 @@ cdef class _GraphWalk:
         try:
             i = root
             while i >= self.low:
-                if self.adj[i].kind == AC_REC_NONE:
+                if self.adj[i - self.base].kind == AC_REC_NONE:
                     i -= 1
                     continue
                 visited += 1
                 if visited & 1023 == 0:
                     PyErr_CheckSignals()
-                g = self.adj[i]        # the slot keeps the reference until the node is done
+                g = self.adj[i - self.base]    # the slot keeps the reference until the node is done
                 self.values[i] = g.v
                 w = t.code[i]
                 op = ac_opcode(w)
@@ -249,11 +257,11 @@ cdef class _GraphWalk:
                     if op >= AC_ADD:
                         self.add(<uint32_t>ac_operand_b(w), out[1])
                 if self.wanted_nodes is not None and i in self.wanted_nodes:
-                    self.wanted_nodes[i] = self._total(&self.adj[i])
+                    self.wanted_nodes[i] = self._total(&self.adj[i - self.base])
                 # done with node i: its adjoint, and what its formulas made
-                if self.adj[i].kind == AC_REC_OBJECT:
-                    Py_DECREF(<object>self.adj[i].obj)
-                self.adj[i].kind = AC_REC_NONE
+                if self.adj[i - self.base].kind == AC_REC_OBJECT:
+                    Py_DECREF(<object>self.adj[i - self.base].obj)
+                self.adj[i - self.base].kind = AC_REC_NONE
                 self.arena.clear()
                 i -= 1
         finally:
