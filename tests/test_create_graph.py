@@ -422,3 +422,22 @@ def test_a_leaf_gradient_graph_is_released_when_cleared():
         return ag.tape_stats()["live"], ag.tape_stats()["nodes"]
 
     assert in_fresh_thread(run) == (0, 0)
+
+
+def test_deep_chains_do_not_recurse():
+    def run():
+        x = Variable(0.3)
+        y = x
+        for _ in range(10_000):
+            y = ag.sin(y) * 0.5 + y * 0.5          # 40,000 nodes
+        (g,) = ag.grad(y, [x], create_graph=True)
+        (gg,) = ag.grad(g, [x])
+        # the same chain in plain floats: y' and y'' by forward recurrences
+        v, d, dd = 0.3, 1.0, 0.0
+        for _ in range(10_000):
+            v, d, dd = (math.sin(v) * 0.5 + v * 0.5, (math.cos(v) * 0.5 + 0.5) * d,
+                        (math.cos(v) * 0.5 + 0.5) * dd - math.sin(v) * 0.5 * d * d)
+        return g.data, gg, d, dd
+
+    g, gg, d, dd = in_fresh_thread(run)
+    assert math.isclose(g, d, rel_tol=1e-9) and math.isclose(gg, dd, rel_tol=1e-9, abs_tol=1e-300)
