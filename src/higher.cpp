@@ -505,9 +505,15 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
         double g;
         if (HI_POLL_DUE(t, i)) return -1;
         if (!(st & AC_ADJ_REACHED)) continue;
+        if (tg != NULL) {
+            /* what depends on no input hands nothing down that reaches one
+             * (a Function there needs no second-order rule); with the
+             * adjoints known, a node without a tangent (it has one iff an
+             * operand has) and whose adjoint has none adds nothing either */
+            if (a->active != NULL && !a->active[j]) continue;
+            if (rc.only_dot && !(st & AC_ADJ_DOT) && !tg->on[i - tg->lo]) continue;
+        }
         w = t->code[i];
-        /* a node with an operand that has a tangent has one itself */
-        if (rc.only_dot && !(st & AC_ADJ_DOT) && !tg->on[i - tg->lo]) continue;
         op = ac_opcode(w);
         g = a->adj[j];
         if (op == AC_CUSTOM) {
@@ -515,9 +521,7 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
             const double *gin;
             uint32_t k, m = refs[0];
             if (tg != NULL) {           /* a second-order rule is needed where a tangent meets it */
-                bool needs = (st & AC_ADJ_DOT) != 0;
-                for (k = 1; k <= m && !needs; ++k)
-                    needs = !(refs[k] & AC_REF_CONST) && on_ref(tg, refs[k]);
+                bool needs = (st & AC_ADJ_DOT) != 0 || tg->on[i - tg->lo];
                 if (needs) {
                     a->custom_node = i;
                     return -2;

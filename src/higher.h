@@ -80,6 +80,9 @@ typedef struct ac_adjoints {
     double *leaf_adj;         /* [nleaves - leaf_lo] zeroed by the caller; adjoints add up here */
     double *leaf_adj_dot;     /* [nleaves - leaf_lo] zeroed; their tangents, or NULL */
     const ac_tangents *tangents;  /* forward-over-reverse: the tangent sweep's result; NULL: first order */
+    const uint8_t *active;    /* [root - lo + 1] 1 where a node depends on some input (NULL: any
+                                 may); forward-over-reverse skips the others: nothing they hand
+                                 down can reach an input */
     int tangents_only;        /* 1: state and adj hold a finished first-order sweep from the same
                                  seeds; only the tangents are swept (leaf_adj_dot zeroed by the
                                  caller), through the nodes where a tangent is: the columns of a
@@ -91,9 +94,10 @@ typedef struct ac_adjoints {
  * sets state, adj (and adj_dot with AC_ADJ_DOT) of each output node; only
  * what seeded outputs reach propagates, as in PyTorch (an unrelated node's
  * 0 * inf never makes a nan).  AC_CUSTOM nodes call t->custom_backward
- * where their adjoint is nonzero, as ac_sweep does.  Returns 0; -1 if that
- * hook failed or the poll hook asked to stop; -2 in forward-over-reverse
- * when an AC_CUSTOM node needs a second-order rule (its adjoint or an
+ * where their adjoint is nonzero, as ac_sweep does.  In forward-over-reverse
+ * nodes that are not active are skipped.  Returns 0; -1 if the custom hook
+ * failed or the poll hook asked to stop; -2 in forward-over-reverse when an
+ * active AC_CUSTOM node needs its second-order rule (its adjoint or an
  * operand has a tangent): a->custom_node says which, and the caller
  * differentiates through the Function with create_graph instead. */
 int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a);

@@ -84,6 +84,7 @@ cdef class _Recording:
     cdef ac_node *out_node           # [m] output o's node (>= lo), or -1
     cdef int64_t *out_input          # [m] j if output o is input j itself, else -1
     cdef ac_node *first              # [nl] the first node using each leaf entry (for columns)
+    cdef uint8_t *active             # [span] 1 where a node depends on some input
     cdef bint first_known
     cdef ac_tangents tg
     cdef ac_adjoints ad
@@ -101,6 +102,7 @@ cdef class _Recording:
         self.out_input = NULL
         self.first = NULL
         self.first_known = False
+        self.active = NULL
 
     def values(self):
         """The outputs' values, as floats."""
@@ -165,7 +167,7 @@ cdef class _Recording:
             nbytes += nl + span + width
         if adjoints:
             words += span + nl + (span + nl if second else 0)
-            nbytes += span
+            nbytes += 2 * span if second else span
         self.block = _take_block((words + 1) * sizeof(double) + nbytes, &self.block_size)
         if self.block == NULL:
             raise MemoryError(f"out of memory allocating sweep buffers for {span:,} nodes")
@@ -197,6 +199,9 @@ cdef class _Recording:
                 self.ad.leaf_adj_dot = d; d += nl
             self.ad.state = b; b += span
             self.ad.tangents = &self.tg if second else NULL
+            self.ad.active = NULL
+            if second:
+                self.active = b; b += span
         # inputs' leaf entries; outputs' nodes, or the input an output is
         for j in range(self.n):
             v = self.leaves[j]
@@ -253,6 +258,7 @@ cdef class _Recording:
         cdef ac_node i, root = -1
         cdef int64_t nl = self.nleaves - self.leaf_lo
         self.ad.tangents_only = tangents_only
+        self.ad.tangents = &self.tg if second else NULL
         if second:
             memset(self.ad.leaf_adj_dot, 0, nl * sizeof(double))
         if tangents_only:
@@ -377,6 +383,7 @@ cdef class _Recording:
                 grad[self.out_input[0]] = 1.0
             if self.hi >= self.lo:
                 self._tangent_sweep(&v[0])
+                self.ad.active = self.tg.on          # every input has a tangent
                 needs_graph = self._reverse_sweep(NULL, 0, True)
                 if not needs_graph:
                     for j in range(self.n):
@@ -397,28 +404,35 @@ cdef class _Recording:
         then made symmetric to the last bit (each pair becomes one number)."""
         cdef Py_ssize_t j, k
         cdef int needs_graph = 0
-        cdef bint first
+        cdef double *ones = <double *>malloc((self.n + 1) * sizeof(double))
+        if ones == NULL:
+            raise MemoryError()
+        for k in range(self.n):
+            ones[k] = 1.0
         self._prepare(True, True, True)
         _enter_busy(self.tape)
         try:
             for k in range(self.n * self.n):
                 out[k] = 0.0
             if self.hi >= self.lo:
-                first = True
+                # the adjoints once (first order), then per input j only their
+                # tangents, through the nodes that depend on input j
+                self._reverse_sweep(NULL, 0, False)
+                self._tangent_sweep(ones)            # what depends on some input
+                memcpy(self.active, self.tg.on, self.hi - self.lo + 1)
+                self.ad.active = self.active
                 for j in range(self.n):
                     if self.entry[j] < 0:
                         continue         # f does not use input j: its row is 0
                     self._tangent_sweep(NULL, j)
-                    # the first column sweeps the adjoints too; later ones only
-                    # the tangents, through the nodes input j reaches
-                    needs_graph = self._reverse_sweep(NULL, 0, True, not first)
-                    first = False
+                    needs_graph = self._reverse_sweep(NULL, 0, True, True)
                     if needs_graph:
                         break
                     for k in range(self.n):
                         out[j * self.n + k] = self._leaf_result(self.ad.leaf_adj_dot, k)
         finally:
             _leave_busy(self.tape)
+            free(ones)
         if needs_graph:
             self._with_outputs(self._gradient_graph()).jacobian(True, out)
         _symmetrise(out, self.n)

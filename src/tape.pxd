@@ -143,6 +143,7 @@ cdef extern from "higher.h":
         double *leaf_adj_dot          #   and their tangents, or NULL
         const ac_tangents *tangents   # forward-over-reverse; NULL for first order
         int tangents_only             # adjoints known: sweep only their tangents (Hessian columns)
+        const uint8_t *active         # 1 where a node depends on some input (NULL: any may)
         ac_node custom_node           # out: the AC_CUSTOM node that needs a second-order rule
 
     cdef enum:

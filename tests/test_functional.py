@@ -199,6 +199,21 @@ def test_custom_function_rules():
         assert value == 4.5 and hv.tolist() == [4.0, 3.0]
         assert ag.hessian(lambda x, y: cls()(x) * y, [1.5, 2.0]).tolist() == [[4.0, 3.0], [3.0, 0.0]]
 
+    class FloatSq(ag.Function):                      # no differentiable_backward
+        def forward(self, x):
+            return x * x
+
+        def backward(self, gy):
+            (x,) = self.inputs
+            return gy * 2 * x
+
+    # where it depends on no input (a closed-over leaf), no second-order rule is needed
+    w = Variable(3.0)
+    assert ag.hvp(lambda x: x * x * FloatSq()(w), 1.5, 1.0) == (20.25, 18.0)
+    assert ag.hessian(lambda x, y: x * y * FloatSq()(w), [1.5, 2.0]).tolist() == [[0, 9], [9, 0]]
+    with pytest.raises(RuntimeError, match="FloatSq"):
+        ag.hessian(lambda x, y: FloatSq()(x) * y, [1.5, 2.0])
+
     class BadJvp(Sq):
         def jvp(self, dx):
             return "fast"
