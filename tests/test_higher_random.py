@@ -6,8 +6,8 @@ form, nodes reused, safe domains so the function is smooth near the point).
 For each graph:
 
 * ag.jvp, ag.vjp, ag.hvp, ag.hessian and ag.jacobian (both strategies) equal
-  torch.func.jvp, vjp, jvp(grad), hessian and jacrev on the same program in
-  float64, to 1e-10 of the largest number involved (values, gradients,
+  torch.func.jvp, grad and vjp, jvp(grad), hessian, and jacrev / jacfwd on the
+  same program in float64, to 1e-10 of the largest number involved (values, gradients,
   second derivatives: a graph amplifies the ulp-level differences of libm
   results by its condition number, see test_finite_differences);
 * the Hessian is symmetric to the last bit, and hvp equals H v;
@@ -180,14 +180,19 @@ def test_random_graphs_jacobians(case):
     scale = max([1.0] + [abs(o.item()) for o in outs] + list(np.abs(want).ravel()))
     if not math.isfinite(scale):
         return
-    for strategy in ("reverse-mode", "forward-mode"):
+    fwd = torch.func.jacfwd(f_t, argnums=tuple(range(n)))(*x)
+    fwd = np.array([[fwd[j][o].item() for j in range(n)] for o in range(3)])
+    for strategy, oracle in (("reverse-mode", want), ("forward-mode", fwd)):
         got = ag.jacobian(f_ag, values, strategy=strategy)
         assert got.shape == (3, n)
-        assert np.all(np.abs(got - want) <= REL * np.maximum(scale, np.abs(want))), \
-            (strategy, got, want, program)
+        assert np.all(np.abs(got - oracle) <= REL * np.maximum(scale, np.abs(oracle))), \
+            (strategy, got, oracle, program)
     w = [1.0, -2.0, 0.5]
-    _, vjp = ag.vjp(f_ag, values, w)
-    assert np.allclose(vjp, np.array(w) @ want, rtol=0, atol=REL * scale * 4)
+    value, vjp = ag.vjp(f_ag, values, w)
+    t_value, t_vjp_fn = torch.func.vjp(f_t, *x)
+    t_vjp = [t.item() for t in t_vjp_fn(torch.tensor(w, dtype=torch.float64))]
+    assert np.allclose(value, t_value.numpy(), rtol=REL, atol=REL * scale)
+    assert np.allclose(vjp, t_vjp, rtol=0, atol=REL * scale * 4), (vjp, t_vjp, program)
 
 
 @SETTINGS
