@@ -134,6 +134,9 @@ cdef class _Recording:
         cdef uint8_t *b
         cdef dict position = None
         self._free()
+        if <void *>tape != ac_this_thread().tape:
+            raise RuntimeError("a recording of the functional API is used in the thread that made it")
+        _check_not_busy(tape, "differentiate a recording")
         if tape.epoch != self.epoch:      # renumbered: search from the start
             self.lo = 0
             self.leaf_lo = 0
