@@ -52,7 +52,8 @@ if [ "${ASAN_REBUILD:-1}" = 1 ] || ! ls autograd_c/_core*.so >/dev/null 2>&1; th
     echo "== building autograd_c._core with ASan + UBSan"
     rm -rf build autograd_c/_core*.so
     san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-    AUTOGRAD_C_DEBUG=1 CFLAGS="$san -g" LDFLAGS="$san" "$py" setup.py -q build_ext --inplace
+    # CXXFLAGS too: setuptools compiles src/higher.cpp with those, not with CFLAGS
+    AUTOGRAD_C_DEBUG=1 CFLAGS="$san -g" CXXFLAGS="$san -g" LDFLAGS="$san" "$py" setup.py -q build_ext --inplace
 fi
 
 libasan=$(gcc -print-file-name=libasan.so)
