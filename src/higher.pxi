@@ -407,12 +407,13 @@ cdef class _Recording:
         then made symmetric to the last bit (each pair becomes one number)."""
         cdef Py_ssize_t j, k
         cdef int needs_graph = 0
-        cdef double *ones = <double *>malloc((self.n + 1) * sizeof(double))
+        cdef double *ones = NULL
+        self._prepare(True, True, True)          # sets self.n
+        ones = <double *>malloc((self.n + 1) * sizeof(double))
         if ones == NULL:
             raise MemoryError()
         for k in range(self.n):
             ones[k] = 1.0
-        self._prepare(True, True, True)
         _enter_busy(self.tape)
         try:
             for k in range(self.n * self.n):
