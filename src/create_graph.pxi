@@ -391,20 +391,29 @@ cdef int _backward_graph(Variable v, object gradient) except -1:
         return 0
     tape = _owning_tape(v)
     walk = _GraphWalk()
-    walk.run(tape, v.index, seed)
-    walk.check_leaves()
-    for k in range(walk.nleaves):
-        if walk.leaf_adj[k].kind != AC_REC_NONE and (<Variable>tape.t.leaf_obj[k]).kind == K_LEAF:
-            _accumulate_graph_grad(<Variable>tape.t.leaf_obj[k], walk._total(&walk.leaf_adj[k]))
-    # recorded Variables show this pass's adjoints as .grad, as after backward()
-    _keep_adjoints(tape, walk.values, walk.low, walk.root)
-    _forget_pass(tape)
-    tape.kept_root = walk.root
-    tape.kept_lo = walk.low
-    if walk.root + 1 <= ADJ_KEEP_MAX:
-        tape.kept_adj = walk.values      # the tape frees it (_forget_pass)
-        walk.values = NULL
-        tape.kept_valid = True
+    # Pinned until every result is read by node and leaf-entry index: making
+    # the result objects allocates, and a finalizer may record meanwhile.
+    _pin(tape)
+    try:
+        walk.run(tape, v.index, seed)
+        walk.check_leaves()
+        delivered = [(<object>tape.t.leaf_obj[k], walk._total(&walk.leaf_adj[k]))
+                     for k in range(walk.nleaves)
+                     if walk.leaf_adj[k].kind != AC_REC_NONE
+                     and (<Variable>tape.t.leaf_obj[k]).kind == K_LEAF]
+        # recorded Variables show this pass's adjoints as .grad, as after backward()
+        _keep_adjoints(tape, walk.values, walk.low, walk.root)
+        _forget_pass(tape)
+        tape.kept_root = walk.root
+        tape.kept_lo = walk.low
+        if walk.root + 1 <= ADJ_KEEP_MAX:
+            tape.kept_adj = walk.values      # the tape frees it (_forget_pass)
+            walk.values = NULL
+            tape.kept_valid = True
+    finally:
+        _unpin(tape)
+    for leaf, g in delivered:               # records: the tape may compact from here
+        _accumulate_graph_grad(leaf, g)
     return 0
 
 
@@ -445,34 +454,38 @@ cdef list _grad_graph(Variable out, list inputs, object seed):
                 else _new_constant(0.0) for x in inputs]
     tape = _owning_tape(out)
     walk = _GraphWalk()
-    walk.wanted_nodes = {}
-    for x in inputs:
-        v = x
-        if v.kind == K_NODE and v.owner == <PyObject *>tape and v.index <= out.index:
-            walk.wanted_nodes[v.index] = None
-    walk.run(tape, out.index, seed)
-    walk.check_leaves()
-    wanted = {id(x): None for x in inputs if (<Variable>x).kind == K_LEAF}
-    for k in range(walk.nleaves):      # a leaf may have several entries: their adjoints add up
-        if walk.leaf_adj[k].kind == AC_REC_NONE:
-            continue
-        key = id(<object>tape.t.leaf_obj[k])
-        if key in wanted:
-            g = walk._total(&walk.leaf_adj[k])
-            wanted[key] = g if wanted[key] is None else _record_binary(AC_ADD, wanted[key], g)
-    result = []
-    for x in inputs:
-        v = x
-        g = None
-        if v.kind == K_LEAF:
-            g = wanted[id(v)]
-        elif v is out:
-            g = seed
-        elif v.kind == K_NODE and v.owner == <PyObject *>tape:
-            g = walk.wanted_nodes.get(v.index)
-        if g is None:
-            g = _new_constant(0.0)
-        elif type(g) is not Variable:
-            g = _new_constant(g)
-        result.append(g)
+    _pin(tape)           # as in _backward_graph: nodes are known by index from here
+    try:
+        walk.wanted_nodes = {}
+        for x in inputs:
+            v = x
+            if v.kind == K_NODE and v.owner == <PyObject *>tape and v.index <= out.index:
+                walk.wanted_nodes[v.index] = None
+        walk.run(tape, out.index, seed)
+        walk.check_leaves()
+        wanted = {id(x): None for x in inputs if (<Variable>x).kind == K_LEAF}
+        for k in range(walk.nleaves):  # a leaf may have several entries: their adjoints add up
+            if walk.leaf_adj[k].kind == AC_REC_NONE:
+                continue
+            key = id(<object>tape.t.leaf_obj[k])
+            if key in wanted:
+                g = walk._total(&walk.leaf_adj[k])
+                wanted[key] = g if wanted[key] is None else _record_binary(AC_ADD, wanted[key], g)
+        result = []
+        for x in inputs:
+            v = x
+            g = None
+            if v.kind == K_LEAF:
+                g = wanted[id(v)]
+            elif v is out:
+                g = seed
+            elif v.kind == K_NODE and v.owner == <PyObject *>tape:
+                g = walk.wanted_nodes.get(v.index)
+            if g is None:
+                g = _new_constant(0.0)
+            elif type(g) is not Variable:
+                g = _new_constant(g)
+            result.append(g)
+    finally:
+        _unpin(tape)
     return result

@@ -120,10 +120,30 @@ cdef class _Recording:
         r.leaf_lo = self.leaf_lo
         return r
 
-    cdef int _prepare(self, bint tangents, bint adjoints, bint second) except -1:
+    cdef int _begin(self, bint tangents, bint adjoints, bint second) except -1:
+        """Make the tape busy, then _prepare: node indices are read while
+        nothing can renumber the tape (the caller calls _leave_busy)."""
+        cdef dict position = None
+        if <void *>self.tape != ac_this_thread().tape:
+            raise RuntimeError("a recording of the functional API is used in the thread that made it")
+        _check_not_busy(self.tape, "differentiate a recording")
+        for o in self.outputs:              # allocations (a finalizer may run) come first
+            if type(o) is Variable and (<Variable>o).kind == K_LEAF:
+                position = {id(x): k for k, x in enumerate(self.leaves)}
+                break
+        _enter_busy(self.tape)
+        try:
+            self._prepare(tangents, adjoints, second, position)
+        except BaseException:
+            _leave_busy(self.tape)
+            raise
+        return 0
+
+    cdef int _prepare(self, bint tangents, bint adjoints, bint second, dict position) except -1:
         """Locate inputs and outputs on the tape as it is now (a compaction
         may have renumbered it) and lay out the sweeps' buffers in one block
-        (reused from the previous call when it is large enough)."""
+        (reused from the previous call when it is large enough).  Busy: no
+        Python object is made here but on errors."""
         cdef Tape tape = self.tape
         cdef Variable v
         cdef Py_ssize_t j, o, width = 1
@@ -132,11 +152,7 @@ cdef class _Recording:
         cdef size_t words, nbytes
         cdef double *d
         cdef uint8_t *b
-        cdef dict position = None
         self._free()
-        if <void *>tape != ac_this_thread().tape:
-            raise RuntimeError("a recording of the functional API is used in the thread that made it")
-        _check_not_busy(tape, "differentiate a recording")
         if tape.epoch != self.epoch:      # renumbered: search from the start
             self.lo = 0
             self.leaf_lo = 0
@@ -222,8 +238,6 @@ cdef class _Recording:
             if v.kind == K_NODE and v.index >= self.lo:
                 self.out_node[o] = v.index
             elif v.kind == K_LEAF:
-                if position is None:
-                    position = {id(x): k for k, x in enumerate(self.leaves)}
                 self.out_input[o] = position.get(id(v), -1)
         return 0
 
@@ -311,8 +325,7 @@ cdef class _Recording:
         """out[o] = sum_j d output_o / d input_j * v[j]: one tangent sweep."""
         cdef Py_ssize_t o, j
         cdef ac_node i
-        self._prepare(True, False, False)
-        _enter_busy(self.tape)
+        self._begin(True, False, False)
         try:
             if self.hi >= self.lo:
                 self._tangent_sweep(&v[0])
@@ -327,8 +340,7 @@ cdef class _Recording:
     def vjp(self, const double[::1] seeds, double[::1] out):
         """out[j] = sum_o seeds[o] * d output_o / d input_j: one reverse sweep."""
         cdef Py_ssize_t o, j
-        self._prepare(False, True, False)
-        _enter_busy(self.tape)
+        self._begin(False, True, False)
         try:
             if self.hi >= self.lo:
                 self._reverse_sweep(&seeds[0], -1, False)
@@ -345,8 +357,7 @@ cdef class _Recording:
         (forward, each along one input) or m reverse sweeps."""
         cdef Py_ssize_t o, j, k
         cdef ac_node i
-        self._prepare(forward, not forward, False)
-        _enter_busy(self.tape)
+        self._begin(forward, not forward, False)
         try:
             for k in range(self.m * self.n):
                 out[k] = 0.0
@@ -376,8 +387,7 @@ cdef class _Recording:
         sweep and one forward-over-reverse sweep."""
         cdef Py_ssize_t j
         cdef int needs_graph = 0
-        self._prepare(True, True, True)
-        _enter_busy(self.tape)
+        self._begin(True, True, True)
         try:
             for j in range(self.n):
                 grad[j] = 0.0
@@ -407,14 +417,16 @@ cdef class _Recording:
         then made symmetric to the last bit (each pair becomes one number)."""
         cdef Py_ssize_t j, k
         cdef int needs_graph = 0
-        cdef double *ones = NULL
-        self._prepare(True, True, True)          # sets self.n
-        ones = <double *>malloc((self.n + 1) * sizeof(double))
+        cdef double *ones = <double *>malloc((len(self.leaves) + 1) * sizeof(double))
         if ones == NULL:
             raise MemoryError()
-        for k in range(self.n):
+        for k in range(len(self.leaves)):
             ones[k] = 1.0
-        _enter_busy(self.tape)
+        try:
+            self._begin(True, True, True)
+        except BaseException:
+            free(ones)
+            raise
         try:
             for k in range(self.n * self.n):
                 out[k] = 0.0

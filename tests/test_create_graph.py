@@ -14,7 +14,7 @@ import pytest
 
 import autograd_c as ag
 from autograd_c import Variable
-from helpers import in_fresh_thread
+from helpers import in_fresh_thread, run_python_json
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
@@ -441,3 +441,34 @@ def test_deep_chains_do_not_recurse():
 
     g, gg, d, dd = in_fresh_thread(run)
     assert math.isclose(g, d, rel_tol=1e-9) and math.isclose(gg, dd, rel_tol=1e-9, abs_tol=1e-300)
+
+
+DELIVERY_CHILD = r"""
+import json, autograd_c as ag
+from autograd_c import Variable
+ag._core._set_compaction_floor(64)
+zs = [Variable(float(i)) for i in range(600)]
+junk = [z * 2.0 for z in zs]               # 600 leaf entries before the xs' (arrays of 1,024)
+xs = [Variable(1.0 + i / 10) for i in range(20)]
+ag.sum([x * x for x in xs]).backward(create_graph=True)       # x.grad = 2x
+del junk                                    # the zs' entries can go at a compaction
+before = ag.tape_stats()["compactions"]
+# + 3x**2 * 820: the pass records past the budget (pinned: no compaction), then
+# the deliveries record grad + new, and the first compacts: 20 entries stay, the
+# leaf arrays shrink, and entry numbers read before would point past them
+ag.sum([x * x * x * (1.0 + j) for x in xs for j in range(40)]).backward(create_graph=True)
+print(json.dumps({"compacted": ag.tape_stats()["compactions"] > before,
+                  "rows": [(x.data, x.grad.data, ag.grad(x.grad, [x])[0]) for x in xs]}))
+"""
+
+
+def test_compaction_while_leaf_gradients_are_delivered():
+    """Delivering gradients that have graphs records (leaf.grad + new): the
+    tape may compact then, renumbering leaf entries and shrinking the leaf
+    table; every gradient still reaches its own leaf (in a subprocess: a
+    wrong entry number reads freed memory)."""
+    result = run_python_json(DELIVERY_CHILD)
+    assert result["compacted"]
+    for v, g, gg in result["rows"]:
+        assert math.isclose(g, 2 * v + 3 * v * v * 820, rel_tol=1e-14)
+        assert math.isclose(gg, 2 + 6 * v * 820, rel_tol=1e-14)
