@@ -128,9 +128,12 @@ cdef class Variable:
             if pending == 0.0 and _same_number((<Variable>self.grad_obj).value, self.grad_value):
                 return <object>self.grad_obj
             _drop_grad_graph(self)    # a first-order pass added to it: a float again
+        if self.cache_tape != NULL:
+            # nothing pending: the value as set (a -0.0 stays -0.0)
+            return self.grad_value if pending == 0.0 else self.grad_value + pending
         if self.grad_unknown:
             return None
-        return self.grad_value + pending
+        return self.grad_value
 
     @grad.setter
     def grad(self, value):

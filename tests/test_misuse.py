@@ -3,8 +3,7 @@ unusual order, and what they should then see (checked against PyTorch and
 micrograd where they define the behaviour).
 
 Each test failed before the fix of issue 8 (the optimiser, grad-mode and
-nn.Layer ones in the Python layer, the others in the compiled core), except
-where marked xfail: still open.
+nn.Layer ones in the Python layer, the others in the compiled core).
 """
 import gc
 import math
@@ -231,10 +230,9 @@ def test_function_instance_per_call_gradients():
         assert x.grad == pytest.approx(1.0 / (1.0 + math.exp(-x.data)), rel=1e-15)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: .grad loses the sign of -0.0 (found by the fuzzer)")
 def test_grad_assignment_keeps_negative_zero():
-    """x.grad = -0.0 reads back -0.0, as in PyTorch; today a leaf with an
-    entry on the tape returns grad_value + leaf_grad[k] = -0.0 + 0.0 = 0.0."""
+    """x.grad = -0.0 reads back -0.0, as in PyTorch (a leaf with an entry on
+    the tape used to return grad_value + leaf_grad[k] = -0.0 + 0.0 = 0.0)."""
     x = ag.Variable(1.0)
     y = x * 2.0                       # x now has a current entry in the tape's leaf table
     x.grad = -0.0
