@@ -51,6 +51,7 @@ from . import optim
 from .checking import GradcheckError, gradcheck, numerical_grad
 from .compiled import ConcretizationError, GuardError, compile, compile_graph, tracing
 from .function import Function
+from .functional import hessian, hvp, jacobian, jvp, vjp
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
 from .viz import draw, to_dot
 
@@ -77,7 +78,11 @@ __all__ = [
     "grad",
     "gradcheck",
     "graph_size",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
+    "jacobian",
+    "jvp",
     "leaves",
     "log",
     "log1p",
@@ -98,4 +103,5 @@ __all__ = [
     "tape_stats",
     "to_dot",
     "tracing",
+    "vjp",
 ]

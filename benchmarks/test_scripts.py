@@ -63,3 +63,9 @@ def test_compare_replay_table_and_chart(tmp_path):
     assert "micrograd / this" in text
     if (tmp_path / "q.png").exists():
         assert (tmp_path / "q_replay.png").exists()
+
+
+def test_bench_higher_smoke_run(tmp_path):
+    pytest.importorskip("numpy")
+    text = run("bench_higher.py", "--smoke", cwd=tmp_path)
+    assert "hvp / backward" in text and "ag.hessian" in text

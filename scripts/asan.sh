@@ -13,7 +13,7 @@
 #
 # Reports go to build/asan/logs/asan.<pid> (one per process: the tests start
 # subprocesses).  At the end the script prints every error report and every
-# leak whose stack passes through autograd_c (_core or tape.c); leaks of the
+# leak whose stack passes through autograd_c (_core, tape.c, higher.cpp); leaks of the
 # interpreter itself (CPython frees little at exit) are counted, not shown.
 # Exit status: pytest's, or 1 if a report involves autograd_c.
 #
@@ -52,7 +52,8 @@ if [ "${ASAN_REBUILD:-1}" = 1 ] || ! ls autograd_c/_core*.so >/dev/null 2>&1; th
     echo "== building autograd_c._core with ASan + UBSan"
     rm -rf build autograd_c/_core*.so
     san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-    AUTOGRAD_C_DEBUG=1 CFLAGS="$san -g" LDFLAGS="$san" "$py" setup.py -q build_ext --inplace
+    # CXXFLAGS too: setuptools compiles src/higher.cpp with those, not with CFLAGS
+    AUTOGRAD_C_DEBUG=1 CFLAGS="$san -g" CXXFLAGS="$san -g" LDFLAGS="$san" "$py" setup.py -q build_ext --inplace
 fi
 
 libasan=$(gcc -print-file-name=libasan.so)
@@ -82,7 +83,7 @@ echo "== sanitizer reports"
 import glob, os, re, sys
 logs = sys.argv[1]
 # frames of autograd_c's extension (numpy has a `_core` package too)
-ours = re.compile(r"autograd_c[/.]_core|autograd_c_5_core|\b_core\.(c|pyx):|\btape\.[ch]:|\bops\.h:")
+ours = re.compile(r"autograd_c[/.]_core|autograd_c_5_core|\b_core\.(c|pyx):|\btape\.[ch]:|\bops\.h:|\bhigher\.(cpp|h):")
 errors = core_leaks = other_leaks = 0
 for path in sorted(glob.glob(os.path.join(logs, "*"))):
     text = open(path, errors="replace").read()

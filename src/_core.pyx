@@ -3,6 +3,7 @@
 # docs/architecture.md describes the whole system; in short:
 #   ops.h            one line per opcode: forward value and local adjoint
 #   tape.h, tape.c   the Wengert list in C arrays, the sweep, mark-compact
+#   higher.h/.cpp    forward mode, forward-over-reverse, create_graph's recorder numbers
 #   this module      everything Python sees, in include files by concern:
 #     tape_memory.pxi    each thread's Tape: reset, growth, compaction, buffers
 #     variable.pxi       the Variable type and its allocation pool
@@ -12,6 +13,8 @@
 #     tracing.pxi        tracing a function for ag.compile: guards, ConcretizationError
 #     replay.pxi         compiled functions: compiling a trace, evaluating it (replay*.c)
 #     replay_args.pxi    compiled functions' arguments: shapes, values, rows, gradients
+#     higher.pxi         the functional API: jvp, vjp, hvp, hessian, jacobian sweeps
+#     create_graph.pxi   create_graph=True: the backward pass recorded as nodes
 #     kernels.pxi        nn layers and optimiser steps in one call each
 #     introspection.pxi  grad modes, leaves/graph_size, micrograd's _prev/_op
 # Includes (not separate modules) keep every call from the arithmetic slots
@@ -55,5 +58,7 @@ include "functions.pxi"
 include "tracing.pxi"
 include "replay.pxi"
 include "replay_args.pxi"
+include "higher.pxi"
+include "create_graph.pxi"
 include "kernels.pxi"
 include "introspection.pxi"
