@@ -31,6 +31,7 @@ import numbers
 
 from . import _core
 from ._core import ConcretizationError, GuardError, tracing
+from .compiled_second import BatchedSecondOrder, SecondOrder
 
 __all__ = ["compile", "compile_graph", "CompiledFunction", "BatchedFunction", "tracing",
            "ConcretizationError", "GuardError"]
@@ -123,7 +124,7 @@ def _leaf_for(a, value):
 # CompiledFunction
 # ---------------------------------------------------------------------------
 
-class CompiledFunction:
+class CompiledFunction(SecondOrder):
     """A function compiled for replay; made by :func:`compile` or :func:`compile_graph`.
 
     Calls take the arguments of the traced function: numbers, leaf
@@ -228,8 +229,9 @@ class CompiledFunction:
 
     # -- one row --------------------------------------------------------------
 
-    def _run(self, args, grads):
-        """(program, y, jac) for one row; jac is n_grad x n_inputs, or None."""
+    def _run(self, args, grads, second=None):
+        """(program, y, jac) for one row; jac is n_grad x n_inputs, or None.
+        second(prog) instead evaluates second derivatives (compiled_second.py)."""
         np = _np()
         shapes = _core._arg_shapes(args)
         progs = self._traces.get(shapes)
@@ -237,7 +239,7 @@ class CompiledFunction:
             x = _core._flatten_args(args, shapes, np.empty(progs[0].n_inputs))
             for prog in list(progs):
                 try:
-                    return self._eval(prog, x, grads)
+                    return self._eval(prog, x, grads, second)
                 except GuardError:
                     if not self._retrace:
                         raise
@@ -247,13 +249,17 @@ class CompiledFunction:
         prog = self._trace(args, shapes)
         x = _core._flatten_args(args, shapes, np.empty(prog.n_inputs))
         try:
-            return self._eval(prog, x, grads)
+            return self._eval(prog, x, grads, second)
         except GuardError as e:   # pragma: no cover - a trace holds at its own inputs
             raise RuntimeError("a fresh trace rejected its own inputs (does a custom Function's "
                                "forward give different values for the same inputs?)") from e
 
-    def _eval(self, prog, x, grads):
+    def _eval(self, prog, x, grads, second=None):
         np = _np()
+        if second is not None:
+            result = second(prog)
+            self._used(prog.meta[0], prog)
+            return result
         y = np.empty(prog.n_outputs)
         jac = np.empty((prog.n_grad, prog.n_inputs)) if grads else None
         prog.eval(x, y, None if jac is None else jac.reshape(-1))
@@ -453,7 +459,7 @@ class _Outputs:
             self.grad_sum *= scale
 
 
-class BatchedFunction:
+class BatchedFunction(BatchedSecondOrder):
     """A compiled function over rows, made by :meth:`CompiledFunction.vmap`.
 
     Arguments with axis 0 are NumPy arrays (or anything ``numpy.asarray``
@@ -500,6 +506,18 @@ class BatchedFunction:
         y is None in reduced modes without aux outputs, grad_* None without grads."""
         if reduce not in _REDUCE:
             raise ValueError(f"reduce must be None, 'sum' or 'mean', not {reduce!r}")
+
+        def make(np, rows, prog, args, axes, shapes):
+            m, n, mg = prog.n_outputs, prog.n_inputs, prog.n_grad
+            return _Outputs(np, rows, m, n, mg, grads, reduce is None,
+                            reduce is None or prog.meta[1][0] == "aux")
+
+        prog, out, axes = self._run_out(args, reduce, make)
+        return prog, out.y, out.y_sum, out.grad_rows, out.grad_sum, axes
+
+    def _run_out(self, args, reduce, make):
+        """Evaluate every row into make(np, rows, program, args, axes,
+        shapes) (an object with run(...) and mean(rows)): (program, it, axes)."""
         np = _np()
         c = self.compiled
         args, axes, shapes, rows = self._prepare(args)
@@ -511,8 +529,7 @@ class BatchedFunction:
                 raise ValueError("cannot trace the function on an empty batch")
             c._trace(self._row(args, axes, 0), shapes)
         prog = c._traces[shapes][0]
-        m, n, mg = prog.n_outputs, prog.n_inputs, prog.n_grad
-        out = _Outputs(np, rows, m, n, mg, grads, reduce is None, reduce is None or prog.meta[1][0] == "aux")
+        out = make(np, rows, prog, args, axes, shapes)
         start, fresh = 0, None
         while True:
             for prog in list(c._traces[shapes]):
@@ -533,7 +550,7 @@ class BatchedFunction:
                 break
         if reduce == "mean":
             out.mean(rows)
-        return prog, out.y, out.y_sum, out.grad_rows, out.grad_sum, axes
+        return prog, out, axes
 
     def _segment(self, prog, args, axes, shapes, start, rows, out):
         """Rows from start on with prog: the row it stopped at (rows, or the
