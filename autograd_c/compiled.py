@@ -111,6 +111,17 @@ def _split(shapes, g, batched=None):
     return tuple(parts)
 
 
+def _records_through(args):
+    """Whether some argument (or item of a sequence argument) is a Variable
+    that requires grad: a call with it must give a graph, not a number."""
+    for a in args:
+        items = a if isinstance(a, (list, tuple)) else (a,)
+        for item in items:
+            if isinstance(item, _core.Variable) and item.requires_grad:
+                return True
+    return False
+
+
 def _leaf_for(a, value):
     """The Variable standing for argument value a in a trace: a leaf
     Variable argument itself (its gradient is then the argument's), else a
@@ -277,8 +288,23 @@ class CompiledFunction(SecondOrder):
     def __call__(self, *args):
         """The function's value(s) at ``args``: a float, an array for several
         outputs, or ``(value, aux)`` with ``has_aux``.  Inside another traced
-        function it runs the Python function instead (inlined in that trace)."""
+        function it runs the Python function instead (inlined in that trace),
+        and so it does when an argument is a Variable that requires grad while
+        grad recording is on (``ag.grad``, ``backward()``, ``ag.hessian``
+        ...): the result is then the recorded graph, as ``jax.jit`` inside
+        ``jax.grad``.  A compiled graph has no Python function to run: called
+        so, it raises TypeError rather than return a number that would
+        silently cut the graph."""
         if self._fn is not None and _core._tracing_now():
+            return self._fn(*args)
+        if _core.is_grad_enabled() and _records_through(args):
+            if self._fn is None:
+                raise TypeError(
+                    "a compiled graph (ag.compile_graph) was called with a Variable that requires grad "
+                    "while grad recording is on: it returns numbers, so gradients through the call "
+                    "would be silently lost. Use f.value_and_grad / f.backward / f.hvp for its "
+                    "derivatives, pass numbers (v.data) or call it under ag.no_grad(), or compile the "
+                    "Python function with ag.compile (then such a call records it)")
             return self._fn(*args)
         prog, y, _ = self._run(args, False)
         return _values(prog.meta[1], y)
@@ -569,7 +595,16 @@ class BatchedFunction(BatchedSecondOrder):
 
     def __call__(self, *args):
         """The value(s) of every row: an array of ``rows`` values (``rows x m``
-        for several outputs; ``(values, aux)`` with ``has_aux``)."""
+        for several outputs; ``(values, aux)`` with ``has_aux``).  A shared
+        argument that is a Variable requiring grad (grad recording on) is a
+        TypeError: the numbers returned would cut its graph (use
+        ``value_and_grad`` or ``backward``)."""
+        if _core.is_grad_enabled() and _records_through(args):
+            raise TypeError(
+                "a batched compiled function was called with a Variable that requires grad while grad "
+                "recording is on: it returns numbers, so gradients through the call would be silently "
+                "lost. Use .value_and_grad(..., reduce=...) or .backward(...) for the gradients, or "
+                "pass numbers (v.data) or call it under ag.no_grad()")
         prog, y, _, _, _, _ = self._run(args, False, None)
         return _values(prog.meta[1], y)
 
