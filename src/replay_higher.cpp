@@ -13,8 +13,9 @@
  * tangent is "off", not a tangent of 0, so an inf partial derivative along
  * it never meets a 0).
  *
- * A Hessian takes one tangent and one reverse pass per wanted input (a
- * column), then each pair H[j,k], H[k,j] becomes their mean, as
+ * A Hessian takes a first-order reverse pass, then per wanted input (a
+ * column) a tangent pass from the input's first use and a reverse pass of
+ * the adjoints' tangents only, then each pair H[j,k], H[k,j] becomes their mean, as
  * ag.hessian: symmetric to the last bit, per row and summed.  AC_CUSTOM
  * instructions (a user's Function) run their forward and first-order
  * backward hooks; where a tangent meets one (second order through it) the
@@ -41,6 +42,7 @@ struct sec_task {
     const int32_t *column;    /* [n] input k: its column (batched) or index in shared */
     int32_t nh;               /* inputs with h_on */
     const int32_t *h_index;   /* [nh] those inputs */
+    const int32_t *first_use; /* [n] the first instruction reading input k (n_instr: none) */
     int *stop_below;          /* tasks above this index stop (a lower one failed) */
     int index, owned_poll;
     int64_t row0, row1;
@@ -58,12 +60,14 @@ struct sec_task {
 struct sec_ctx {
     double *adj, *adj_dot;
     uint8_t *state;
+    bool only_dot;            /* the adjoints are known (a first-order pass): add tangents only */
 };
 
 /* The first contribution to a slot sets its adjoint, later ones add
  * (inputs start reached at 0, so theirs add from 0 as the tape's leaves). */
 static HI_INLINE void touch(sec_ctx &c, uint32_t r, double v)
 {
+    if (c.only_dot) return;
     if (c.state[r] & SEC_REACHED) {
         c.adj[r] += v;
     } else {
@@ -75,6 +79,11 @@ static HI_INLINE void touch(sec_ctx &c, uint32_t r, double v)
 static HI_INLINE void touch(sec_ctx &c, uint32_t r, dual v)
 {
     uint8_t st = c.state[r];
+    if (c.only_dot) {
+        c.adj_dot[r] = (st & SEC_DOT) ? c.adj_dot[r] + v.d : v.d;
+        c.state[r] = st | SEC_DOT;
+        return;
+    }
     if (!(st & SEC_REACHED)) {
         c.adj[r] = v.v;
         c.adj_dot[r] = v.d;
@@ -98,6 +107,7 @@ static void sec_tangents(sec_task *tk, const uint8_t *want, const double *v, int
 {
     const ac_program *p = tk->p;
     int32_t n = p->n_inputs, base = n + p->n_consts, i, k;
+    int32_t from = want == NULL && only >= 0 ? tk->first_use[only] : 0;   /* nothing below has one */
     const double *val = tk->val;
     double *dot = tk->dot;
     uint8_t *on = tk->on;
@@ -105,8 +115,8 @@ static void sec_tangents(sec_task *tk, const uint8_t *want, const double *v, int
         on[k] = (uint8_t)(want != NULL ? want[k] != 0 : k == only);
         if (on[k]) dot[k] = want != NULL ? v[k] : 1.0;
     }
-    memset(on + n, 0, (size_t)p->n_consts);
-    for (i = 0; i < p->n_instr; ++i) {
+    memset(on + n, 0, (size_t)p->n_consts + (size_t)from);
+    for (i = from; i < p->n_instr; ++i) {
         int32_t a = p->a[i], b = p->b[i], s = base + i;
         int op = p->op[i];
         double d = 0.0, y = val[s];
@@ -195,18 +205,25 @@ static HI_INLINE void sec_step(const ac_program *p, sec_ctx &c, const double *va
 }
 
 /* Adjoints (and their tangents) of output 0 after sec_tangents: the
- * inputs' adjoints are the gradient, their tangents H v.  0, 1 if a hook
- * failed, 2 if a custom instruction needs a second-order rule (st->custom
- * set either way). */
-static int sec_reverse(sec_task *tk)
+ * inputs' adjoints are the gradient, their tangents H v.  only_dot: the
+ * adjoints are those of a previous pass (first order, the same seed) and
+ * only their tangents are swept, through the slots that have or receive
+ * one (a Hessian's columns after the first cost what depends on their
+ * input, as ag.hessian's tangents_only).  0, 1 if a hook failed, 2 if a
+ * custom instruction needs a second-order rule (st->custom set either way). */
+static int sec_reverse(sec_task *tk, bool only_dot)
 {
     const ac_program *p = tk->p;
     int32_t n = p->n_inputs, base = n + p->n_consts, out = p->outputs[0], i, k;
-    sec_ctx c = {tk->adj, tk->adj_dot, tk->state};
-    memset(tk->state, 0, (size_t)p->n_slots);
+    sec_ctx c = {tk->adj, tk->adj_dot, tk->state, only_dot};
+    if (only_dot) {
+        for (i = 0; i < p->n_slots; ++i) tk->state[i] &= (uint8_t)~SEC_DOT;
+    } else {
+        memset(tk->state, 0, (size_t)p->n_slots);
+    }
     for (k = 0; k < n; ++k) {
         tk->state[k] = SEC_REACHED | SEC_DOT;
-        tk->adj[k] = 0.0;
+        if (!only_dot) tk->adj[k] = 0.0;
         tk->adj_dot[k] = 0.0;
     }
     if (out < n) {
@@ -214,18 +231,22 @@ static int sec_reverse(sec_task *tk)
         return 0;
     }
     if (out < base) return 0;       /* a constant */
-    tk->state[out] = SEC_REACHED;
-    tk->adj[out] = 1.0;
+    if (!only_dot) {
+        tk->state[out] = SEC_REACHED;
+        tk->adj[out] = 1.0;
+    }
     for (i = out - base; i >= 0; --i) {
         int32_t s = base + i;
         uint8_t st = tk->state[s];
         if (!(st & SEC_REACHED) || !tk->active[i]) continue;
+        if (only_dot && !(st & SEC_DOT) && !tk->on[s]) continue;   /* adds no tangent */
         if (p->op[i] == AC_CUSTOM) {
             const int32_t *r = p->args + p->a[i];
             int32_t b = p->b[i];
             double g = tk->adj[s];
             tk->st.custom = rp_custom_id(p, i);
             if (tk->on[s] || (st & SEC_DOT)) return 2;
+            if (only_dot) continue;     /* its first-order part is known */
             if (g == 0.0) {
                 for (k = 0; k < b; ++k) touch(c, (uint32_t)r[k], 0.0);
                 continue;
@@ -297,9 +318,9 @@ static int sec_row(sec_task *tk, int64_t r)
         if (s->y) s->y[r * m + j] = val[p->outputs[j]];
         tk->y_sum[j] += val[p->outputs[j]];
     }
-#define SEC_REVERSE()                                                          \
+#define SEC_REVERSE(only_dot)                                                  \
     do {                                                                       \
-        rc = sec_reverse(tk);                                                  \
+        rc = sec_reverse(tk, only_dot);                                        \
         if (rc == 1) return sec_fail(tk, AC_RP_HOOK, r, "a Function's backward failed"); \
         if (rc == 2) return sec_fail(tk, AC_RP_NEEDS_RULE, r,                  \
                                      "a Function needs a second-order rule"); \
@@ -313,7 +334,7 @@ static int sec_row(sec_task *tk, int64_t r)
                 v[k] = s->batched != NULL && s->batched[k] ? s->v_cols[c][r * s->v_stride[c]] : s->v_shared[c];
         }
         sec_tangents(tk, s->v_on, v, -1);
-        SEC_REVERSE();
+        SEC_REVERSE(false);
         for (k = 0; k < n; ++k) {
             if (s->hvp_rows) s->hvp_rows[r * n + k] = tk->adj_dot[k];
             tk->hvp_sum[k] += tk->adj_dot[k];
@@ -321,9 +342,11 @@ static int sec_row(sec_task *tk, int64_t r)
     }
     if (nh > 0) {
         double *h = tk->hess_row;
-        for (j = 0; j < nh; ++j) {
+        sec_tangents(tk, NULL, NULL, -1);       /* the adjoints once (first order) */
+        SEC_REVERSE(false);
+        for (j = 0; j < nh; ++j) {              /* then per input only their tangents */
             sec_tangents(tk, NULL, NULL, tk->h_index[j]);
-            SEC_REVERSE();
+            SEC_REVERSE(true);
             for (k = 0; k < nh; ++k) h[j * nh + k] = tk->adj_dot[tk->h_index[k]];
         }
         sec_symmetrise(h, nh);
@@ -333,7 +356,7 @@ static int sec_row(sec_task *tk, int64_t r)
     if (s->grad_rows != NULL || s->grad_sum != NULL) {
         if (!swept) {
             sec_tangents(tk, NULL, NULL, -1);   /* nothing on: first order */
-            SEC_REVERSE();
+            SEC_REVERSE(false);
         }
         for (k = 0; k < n; ++k) {
             if (s->grad_rows) s->grad_rows[r * n + k] = tk->adj[k];
@@ -341,7 +364,7 @@ static int sec_row(sec_task *tk, int64_t r)
         }
     }
 #undef SEC_REVERSE
-    tk->since_poll += p->n_instr * (int64_t)(1 + (s->v_on != NULL) * 3 + nh * 3);
+    tk->since_poll += p->n_instr * (int64_t)(1 + (s->v_on != NULL) * 3 + (nh > 0) * 3 + nh);
     return 0;
 }
 
@@ -382,7 +405,7 @@ static void sec_fill_nan(const ac_program *p, const ac_second *s, int32_t nh)
 int ac_eval_second(const ac_program *p, const ac_second *s, const ac_hooks *hooks, ac_status *st)
 {
     int32_t n = p->n_inputs, m = p->n_outputs, nh = 0, k, nb = 0, ns = 0;
-    int32_t *column = NULL, *h_index = NULL;
+    int32_t *column = NULL, *h_index = NULL, *first_use = NULL, i;
     uint8_t *from = NULL;
     sec_task *tasks = NULL;
     int nth, t, owned, stop_below, code = AC_RP_OK;
@@ -397,7 +420,18 @@ int ac_eval_second(const ac_program *p, const ac_second *s, const ac_hooks *hook
     column = (int32_t *)malloc(((size_t)n + 1) * sizeof *column);
     h_index = (int32_t *)malloc(((size_t)n + 1) * sizeof *h_index);
     from = (uint8_t *)malloc((size_t)n + 1);
-    if (!column || !h_index || !from) goto nomem;
+    first_use = (int32_t *)malloc(((size_t)n + 1) * sizeof *first_use);
+    if (!column || !h_index || !from || !first_use) goto nomem;
+    for (k = 0; k < n; ++k) first_use[k] = p->n_instr;
+    for (i = p->n_instr - 1; i >= 0; --i) {
+        if (rp_is_nary(p->op[i])) {
+            for (int32_t q = 0; q < p->b[i]; ++q)
+                if (p->args[p->a[i] + q] < n) first_use[p->args[p->a[i] + q]] = i;
+        } else {
+            if (p->a[i] < n) first_use[p->a[i]] = i;
+            if (rp_is_binary(p->op[i]) && p->b[i] < n) first_use[p->b[i]] = i;
+        }
+    }
     for (k = 0; k < n; ++k) {
         column[k] = s->batched != NULL && s->batched[k] ? nb++ : ns++;
         if (s->h_on != NULL && s->h_on[k]) h_index[nh++] = k;
@@ -443,6 +477,7 @@ int ac_eval_second(const ac_program *p, const ac_second *s, const ac_hooks *hook
         tk->column = column;
         tk->nh = nh;
         tk->h_index = h_index;
+        tk->first_use = first_use;
         tk->stop_below = &stop_below;
         tk->index = t;
         tk->owned_poll = t == 0;
@@ -483,6 +518,7 @@ done:
     free(tasks);
     free(column);
     free(h_index);
+    free(first_use);
     free(from);
     return code;
 }
