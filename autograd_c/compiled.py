@@ -19,9 +19,13 @@ the graph was recorded): pass a model's parameters as an argument to have
 them as inputs.
 
 A compiled function ``f`` evaluates one row (``f(*args)``,
-``f.value_and_grad``, ``f.jacobian``, ``f.backward``) or, through
+``f.value_and_grad``, ``f.jacobian``, ``f.backward``, and second
+derivatives ``f.hvp``, ``f.hessian`` from compiled_second.py) or, through
 ``f.vmap(in_axes)``, many rows of NumPy arrays at once, with per-row or
-summed gradients and on several threads.  Arguments are numbers, leaf
+summed gradients, Hessian-vector products and Hessians, on several threads.
+Called with a Variable that requires grad while grad recording is on, ``f``
+runs its Python function (the result is a recorded graph; a compiled graph
+raises TypeError): a number there would silently cut the graph.  Arguments are numbers, leaf
 Variables, or lists, tuples and 1-D arrays of them; the function receives
 a Variable for each number and a list of Variables for each sequence.
 """
