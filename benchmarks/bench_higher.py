@@ -303,6 +303,8 @@ def compiled_table(rounds, quick, smoke=False):
     check("compiled hvp", rosen_c.hvp(x0, v)[1][0], want_hv, 1e-12)
     check("compiled hessian", rosen_c.hessian(x0), want_h, 1e-12)
     one = {"autograd_c: f.hvp (compiled)": lambda: rosen_c.hvp(x0, v),
+           "autograd_c: f.value_and_grad (compiled; first order, for scale)":
+           lambda: rosen_c.value_and_grad(x0),
            "autograd_c: ag.hvp (records f)": lambda: ag.hvp(rosen_ag, x0, v)}
     hess = {"autograd_c: f.hessian (compiled)": lambda: rosen_c.hessian(x0),
             "autograd_c: ag.hessian (records f)": lambda: ag.hessian(rosen_ag, x0)}
@@ -338,6 +340,8 @@ def compiled_table(rounds, quick, smoke=False):
     bhv = {f"autograd_c: vmap(...).hvp(reduce='sum'), {t} thread(s)":
            (lambda t=t: batched[t].hvp(P, X0, X1, Y, (vp, None, None, None), reduce="sum"))
            for t in (1, 2)}
+    bhv["autograd_c: vmap(...).value_and_grad(reduce='sum'), 1 thread (first order, for scale)"] = \
+        lambda: batched[1].value_and_grad(P, X0, X1, Y, reduce="sum")
     bhv["autograd_c: ag.hvp of the summed loss (records it)"] = lambda: ag.hvp(loss_ag, P, vp)
     rowh = {f"autograd_c: vmap(...).hessian(), {t} thread(s)":
             (lambda t=t: batched[t].hessian(P, X0, X1, Y)) for t in (1, 2)}

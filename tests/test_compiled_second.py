@@ -382,3 +382,21 @@ def test_compiled_functions_called_with_variables_record_or_raise():
     assert graph(3.0) == 9.0
     with pytest.raises(TypeError, match="silently"):
         f.vmap((None, 0))(y, np.ones(2))
+
+
+class Loud(ag.Function):
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, gy):
+        raise ZeroDivisionError("from Loud.backward")
+
+
+def test_a_hook_that_raises_comes_out_and_the_function_stays_usable():
+    f = ag.compile(lambda x, y: Loud()(x) + y * y)
+    with pytest.raises(ZeroDivisionError, match="Loud.backward"):
+        f.vmap((0, None), threads=2).hessian(np.arange(40.0), 3.0)      # first order meets it
+    with pytest.raises(ZeroDivisionError, match="Loud.backward"):
+        f.hvp(1.0, 3.0, (None, 1.0))
+    g = ag.compile(lambda x, y: x * y * y)
+    assert g.vmap((0, None), threads=2).hessian(np.arange(40.0), 3.0, reduce="sum").tolist() == [[1560.0]]   # sum of 2x
