@@ -291,6 +291,18 @@ static int sec_fail(sec_task *tk, int code, int64_t row, const char *what)
     return rp_fail(&tk->st, code, -1, what);
 }
 
+/* The calling thread asks the poll hook now and then (about every
+ * AC_REPLAY_POLL_EVERY instruction-passes, within a row too: a Hessian of
+ * a large program is long).  Nonzero: interrupted, every task stops. */
+static int sec_poll(sec_task *tk, int64_t r, int64_t passes)
+{
+    tk->since_poll += passes * (int64_t)tk->p->n_instr;
+    if (!tk->owned_poll || tk->since_poll < AC_REPLAY_POLL_EVERY) return 0;
+    tk->since_poll = 0;
+    if (!rp_poll(tk->hooks)) return 0;
+    return sec_fail(tk, AC_RP_INTERRUPTED, r, "interrupted");
+}
+
 /* One row: values, guards, then the wanted products. */
 static int sec_row(sec_task *tk, int64_t r)
 {
@@ -345,6 +357,7 @@ static int sec_row(sec_task *tk, int64_t r)
         sec_tangents(tk, NULL, NULL, -1);       /* the adjoints once (first order) */
         SEC_REVERSE(false);
         for (j = 0; j < nh; ++j) {              /* then per input only their tangents */
+            if (sec_poll(tk, r, 2)) return 1;
             sec_tangents(tk, NULL, NULL, tk->h_index[j]);
             SEC_REVERSE(true);
             for (k = 0; k < nh; ++k) h[j * nh + k] = tk->adj_dot[tk->h_index[k]];
@@ -364,8 +377,7 @@ static int sec_row(sec_task *tk, int64_t r)
         }
     }
 #undef SEC_REVERSE
-    tk->since_poll += p->n_instr * (int64_t)(1 + (s->v_on != NULL) * 3 + (nh > 0) * 3 + nh);
-    return 0;
+    return sec_poll(tk, r, 1 + (s->v_on != NULL) * 3 + (nh > 0) * 3);
 }
 
 static void sec_task_run(void *arg)
@@ -377,13 +389,6 @@ static void sec_task_run(void *arg)
             return;
         }
         if (sec_row(tk, r) != 0) return;
-        if (tk->owned_poll && tk->since_poll >= AC_REPLAY_POLL_EVERY) {
-            tk->since_poll = 0;
-            if (rp_poll(tk->hooks)) {
-                sec_fail(tk, AC_RP_INTERRUPTED, r, "interrupted");
-                return;
-            }
-        }
     }
 }
 
