@@ -143,7 +143,7 @@ def _batch_args(tuple args, tuple axes):
             if a.dtype.kind not in ("f", "i", "u", "b"):
                 raise TypeError(f"argument {i} (axis 0) must be an array of real numbers, not dtype "
                                 f"{a.dtype}")
-            a = np.ascontiguousarray(a, dtype=np.float64)
+            a = np.require(a, np.float64, ("C", "A"))   # aligned: ascontiguousarray keeps an odd address
         n = a.shape[0]
         if rows < 0:
             rows = n
