@@ -33,7 +33,10 @@ def _tangent_entry(entry, shape, i, rows=None):
     want = (() if shape < 0 else (shape,)) if rows is None else ((rows,) if shape < 0 else (rows, shape))
     if isinstance(entry, _core.Variable):
         entry = entry.data
+    kind = getattr(getattr(entry, "dtype", None), "kind", "f")
     try:
+        if isinstance(entry, complex) or kind not in "fiub":
+            raise TypeError
         arr = np.asarray(entry, dtype=float)
     except (TypeError, ValueError):
         raise TypeError(f"v[{i}] must be real numbers shaped like argument {i}, not "
@@ -43,7 +46,7 @@ def _tangent_entry(entry, shape, i, rows=None):
                          + (" (its rows first: in_axes is 0)" if rows is not None else ""))
     if rows is None and shape < 0:
         return float(arr)
-    return np.ascontiguousarray(arr)
+    return np.require(arr, np.float64, ("C", "A"))     # aligned: C reads it as doubles
 
 
 def _tangents(v, shapes, axes=None, rows=None):

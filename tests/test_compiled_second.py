@@ -335,6 +335,12 @@ def test_bad_tangents_get_clear_errors():
         f.vmap((None, 0)).hvp([1.0, 2.0], np.ones(3), ([1.0, 0.0], 1.0))
     with pytest.raises(ValueError, match="shared arguments"):
         f.vmap((0, 0)).hessian(np.ones((3, 2)), np.ones(3), reduce="sum")
+    with pytest.raises(TypeError, match="real numbers"):
+        f.hvp([1.0, 2.0], 1.0, (np.array([1j, 0]), 1.0))
+    raw = np.zeros(3 * 8 + 1, dtype=np.uint8)[1:].view(np.float64)     # at an odd address
+    raw[:] = [0.5, -1.0, 2.0]
+    want = f.vmap((None, 0)).hvp([1.0, 2.0], np.ones(3), ([0.0, 0.0], raw.copy()))[1][0]
+    assert np.array_equal(f.vmap((None, 0)).hvp([1.0, 2.0], np.ones(3), ([0.0, 0.0], raw))[1][0], want)
     with pytest.raises(ValueError, match="reduce"):
         f.vmap((None, 0)).hessian([1.0, 2.0], np.ones(3), reduce="max")
 
