@@ -44,7 +44,7 @@ from .compiled import BatchedFunction, CompiledFunction, _content_hash, _split
 try:
     import dask
     import dask.array as da
-    from distributed import Future
+    from distributed import futures_of
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("autograd_c.dask needs Dask: pip install 'autograd_c[dask]' "
                       "(or 'dask[distributed]')") from e
@@ -52,6 +52,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 __all__ = ["value_and_grad", "backward", "send"]
 
 _REDUCE = ("sum", "mean")
+_SCATTER_SHARED_BYTES = 1 << 20      # larger shared arguments are scattered, smaller go in the tasks
 _sent = weakref.WeakKeyDictionary()      # client -> {content hash: future of the function}
 
 
@@ -169,19 +170,20 @@ def _step(client, batched, args, reduce):
     arrays = _row_arrays(args, axes)
     chunks = next(a for a in arrays if a is not None).chunks[0]
     shared = tuple(_shared_value(a) if ax is None else None for a, ax in zip(args, axes))
-    blocks = [None if a is None else a.to_delayed().ravel() for a in arrays]
     expect = tuple(None if a is None else (a.ndim, a.shape[1] if a.ndim == 2 else None) for a in arrays)
+    _trace_on_driver(client, batched, shared, arrays)
     fn = send(client, batched)
-    shared_task = dask.delayed(shared, traverse=False)
-    tasks, starts, at = [], [], 0
+    if sum(getattr(s, "nbytes", 8) for s in shared) > _SCATTER_SHARED_BYTES:
+        shared = client.scatter([shared], broadcast=True, hash=False)[0]   # once per worker, not per task
+    blocks = [None if a is None else _block_futures(client, a) for a in arrays]
+    futures, at = [], 0
     for k, rows in enumerate(chunks):
         if rows:
-            parts = [None if b is None else b[k] for b in blocks]
-            tasks.append(dask.delayed(_partition, pure=False)(fn, shared_task, parts, expect, k, at, rows))
+            futures.append(client.submit(_partition, fn, shared, expect, k, at, rows,
+                                         *[b[k] for b in blocks if b is not None], pure=False))
         at += rows
     if at == 0:
         raise ValueError("the arrays have no rows")
-    futures = client.compute(tasks)
     try:
         results = client.gather(futures)
     except Exception as e:
@@ -233,6 +235,44 @@ def _row_arrays(args, axes):
     return out
 
 
+def _block_futures(client, a):
+    """The futures of a's blocks, in row order: those of a persisted array
+    (no work), else the blocks computed now (persist the arrays once before
+    training, or every step computes them again)."""
+    keys = [k for k in _flat(a.__dask_keys__())]
+    held = {f.key: f for f in futures_of(a)}
+    if all(k in held for k in keys):
+        return [held[k] for k in keys]
+    return client.compute(list(a.to_delayed().ravel()))
+
+
+def _flat(keys):
+    for k in keys:
+        if isinstance(k, list):
+            yield from _flat(k)
+        else:
+            yield k
+
+
+def _trace_on_driver(client, batched, shared, arrays):
+    """Trace the function here (on the first row) if it has no trace for
+    these argument shapes: the workers get the trace, and need not import
+    the Python function (they cannot, for one defined in a script)."""
+    c = batched.compiled
+    shapes = list(_core._arg_shapes(tuple(0.0 if a is not None else s for s, a in zip(shared, arrays))))
+    for i, a in enumerate(arrays):
+        if a is not None:
+            shapes[i] = -1 if a.ndim == 1 else a.shape[1]
+    if c._traces.get(tuple(shapes)):
+        return
+    if c._fn is None:
+        raise TypeError(f"this compiled graph takes arguments shaped {c._shapes_text()}, not "
+                        f"{tuple(shapes)} per row")
+    firsts = iter(client.gather(client.compute([a[:1] for a in arrays if a is not None])))
+    row = tuple(s if a is None else next(firsts) for s, a in zip(shared, arrays))
+    batched._run(row, False, None)
+
+
 def _shared_value(a):
     """A shared argument as it travels: Variables become their values."""
     if isinstance(a, _core.Variable):
@@ -246,13 +286,14 @@ def _shared_value(a):
 # the workers' side
 # ---------------------------------------------------------------------------
 
-def _partition(batched, shared, parts, expect, k, start, rows):
+def _partition(batched, shared, expect, k, start, rows, *blocks):
     """One partition: (summed loss, summed gradient over every input, shapes)."""
-    args = []
-    for i, (s, p, e) in enumerate(zip(shared, parts, expect)):
+    args, blocks = [], iter(blocks)
+    for i, (s, e) in enumerate(zip(shared, expect)):
         if e is None:
             args.append(s)
             continue
+        p = next(blocks)
         p = np.asarray(p)
         ndim, cols = e
         if p.ndim != ndim or p.shape[0] != rows or (ndim == 2 and p.shape[1] != cols):

@@ -182,6 +182,6 @@ cdef int _read_meta(_Program prog, object r, list functions) except -1:
     return 0
 
 
-def _function_class():
+cdef object _function_class():
     from .function import Function
     return Function
