@@ -171,7 +171,7 @@ def _step(client, batched, args, reduce):
     chunks = next(a for a in arrays if a is not None).chunks[0]
     shared = tuple(_shared_value(a) if ax is None else None for a, ax in zip(args, axes))
     expect = tuple(None if a is None else (a.ndim, a.shape[1] if a.ndim == 2 else None) for a in arrays)
-    _trace_on_driver(client, batched, shared, arrays)
+    _trace_on_driver(client, batched, args, shared, arrays)
     fn = send(client, batched)
     if sum(getattr(s, "nbytes", 8) for s in shared) > _SCATTER_SHARED_BYTES:
         shared = client.scatter([shared], broadcast=True, hash=False)[0]   # once per worker, not per task
@@ -254,10 +254,12 @@ def _flat(keys):
             yield k
 
 
-def _trace_on_driver(client, batched, shared, arrays):
+def _trace_on_driver(client, batched, args, shared, arrays):
     """Trace the function here (on the first row) if it has no trace for
     these argument shapes: the workers get the trace, and need not import
-    the Python function (they cannot, for one defined in a script)."""
+    the Python function (they cannot, for one defined in a script).  The
+    shared arguments are the caller's own, so leaf Variables among them are
+    the inputs (as in one process), not copies of their values."""
     c = batched.compiled
     shapes = list(_core._arg_shapes(tuple(0.0 if a is not None else s for s, a in zip(shared, arrays))))
     for i, a in enumerate(arrays):
@@ -269,7 +271,7 @@ def _trace_on_driver(client, batched, shared, arrays):
         raise TypeError(f"this compiled graph takes arguments shaped {c._shapes_text()}, not "
                         f"{tuple(shapes)} per row")
     firsts = iter(client.gather(client.compute([a[:1] for a in arrays if a is not None])))
-    row = tuple(s if a is None else next(firsts) for s, a in zip(shared, arrays))
+    row = tuple(s if a is None else next(firsts) for s, a in zip(args, arrays))
     batched._run(row, False, None)
 
 

@@ -151,3 +151,35 @@ def test_a_dying_worker_raises_on_the_driver_and_changes_nothing(client, data):
     want = fit.value_and_grad(np.ones(3), X, Y, reduce="mean")
     got = agd.value_and_grad(client, fit, np.ones(3), Xd, Yd)
     assert close(got[0], want[0]) and close(got[1][0], want[1][0])
+
+
+def test_training_from_an_untraced_function_follows_the_one_process_run(client):
+    """The first call traces on the driver with the caller's leaf Variables as
+    the inputs (not copies of their values), so training moves the model."""
+    import random
+
+    from autograd_c import nn, optim
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(1200, 2))
+    y = np.sign(X[:, 0] * X[:, 1] + 0.1)
+    losses = []
+    for where in ("here", "dask"):
+        random.seed(3)
+        model = nn.MLP(2, [6, 1])
+        params = model.parameters()
+
+        def sample_loss(params, x, yi):
+            return (1 - yi * model(x)).relu() + 1e-4 * ag.dot(params, params)
+
+        batch = ag.compile(sample_loss).vmap(in_axes=(None, 0, 0))
+        opt = optim.SGD(params, lr=0.5)
+        Xd, yd = da.from_array(X, chunks=(400, 2)).persist(), da.from_array(y, chunks=400).persist()
+        run = []
+        for _ in range(4):
+            opt.zero_grad()
+            run.append(batch.backward(params, X, y, reduce="mean") if where == "here"
+                       else agd.backward(client, batch, params, Xd, yd))
+            opt.step()
+        losses.append(run)
+    assert losses[0][-1] < losses[0][0] - 0.01
+    assert close(losses[1], losses[0])
