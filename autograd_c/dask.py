@@ -19,8 +19,9 @@ loop::
         w -= 0.1 * g
 
 The compiled function is pickled (autograd_c's checked binary format) and
-sent to every worker once per cluster (``client.scatter(broadcast=True)``,
-remembered by a hash of its content), not with every step; what a step
+sent to every worker once per cluster (``client.scatter(broadcast=True)``
+of its bytes, remembered by their SHA-256) and unpickled once per worker
+process (a cache keyed by that hash), not with every step; what a step
 sends is the shared arguments (the parameters) and small tasks, and what
 comes back is one value and one gradient per partition.
 
@@ -34,12 +35,16 @@ propagate into the loss and the gradient, as in one process.
 
 Needs ``dask[distributed]`` (``pip install autograd_c[dask]``).
 """
+import collections
+import hashlib
+import pickle
+import threading
 import weakref
 
 import numpy as np
 
 from . import _core
-from .compiled import BatchedFunction, CompiledFunction, _content_hash, _split
+from .compiled import BatchedFunction, CompiledFunction, _split
 
 try:
     import dask
@@ -53,18 +58,24 @@ __all__ = ["value_and_grad", "backward", "send"]
 
 _REDUCE = ("sum", "mean")
 _SCATTER_SHARED_BYTES = 1 << 20      # larger shared arguments are scattered, smaller go in the tasks
-_sent = weakref.WeakKeyDictionary()      # client -> {content hash: future of the function}
+_sent = weakref.WeakKeyDictionary()      # driver: client -> {content hash: future of the pickled bytes}
+_loaded = collections.OrderedDict()      # worker: content hash -> the unpickled function (the last few)
+_loaded_lock = threading.Lock()
+_LOADED_KEEP = 8
 
 
 def send(client, batched):
-    """The cluster's copy of a compiled function: a ``distributed.Future``.
+    """Send a compiled function to every worker, once: returns its handle.
 
-    The function is pickled and scattered to every worker (``broadcast``)
-    the first time; later calls with an equal function (same traces, same
-    ``in_axes``: compared by a hash of its pickle) return the same future,
-    so steps reuse the workers' copies.  :func:`value_and_grad` and
-    :func:`backward` call it; call it yourself to send the function before
-    the first step.
+    The function is pickled (autograd_c's checked format) and the bytes are
+    scattered to every worker (``broadcast``) the first time; later calls
+    with an equal function (same traces, same ``in_axes``: compared by the
+    SHA-256 of its pickle) return the same handle, so steps send nothing
+    but its hash.  Each worker process unpickles the bytes once and keeps
+    the function in a cache keyed by that hash, so it is loaded once per
+    worker process however often Dask moves or re-delivers the bytes.
+    :func:`value_and_grad` and :func:`backward` call it; call it yourself
+    to send the function before the first step.
 
     Parameters
     ----------
@@ -74,19 +85,21 @@ def send(client, batched):
 
     Returns
     -------
-    distributed.Future
+    (str, distributed.Future)
+        The hash and the future of the pickled bytes on the cluster.
     """
-    digest = _content_hash(batched)
+    blob = pickle.dumps(batched, protocol=4)
+    digest = hashlib.sha256(blob).hexdigest()
     try:
         cache = _sent.setdefault(client, {})
     except TypeError:                    # pragma: no cover - a client that cannot be weakly referenced
         cache = {}
     future = cache.get(digest)
     if future is None or future.status in ("error", "cancelled", "lost"):
-        future = client.scatter({f"autograd_c-compiled-{digest}": batched}, broadcast=True,
-                                hash=False)[f"autograd_c-compiled-{digest}"]
+        key = f"autograd_c-compiled-{digest}"
+        future = client.scatter({key: blob}, broadcast=True, hash=False)[key]
         cache[digest] = future
-    return future
+    return digest, future
 
 
 def value_and_grad(client, batched, *args, reduce="mean"):
@@ -172,14 +185,14 @@ def _step(client, batched, args, reduce):
     shared = tuple(_shared_value(a) if ax is None else None for a, ax in zip(args, axes))
     expect = tuple(None if a is None else (a.ndim, a.shape[1] if a.ndim == 2 else None) for a in arrays)
     _trace_on_driver(client, batched, args, shared, arrays)
-    fn = send(client, batched)
+    digest, blob = send(client, batched)
     if sum(getattr(s, "nbytes", 8) for s in shared) > _SCATTER_SHARED_BYTES:
         shared = client.scatter([shared], broadcast=True, hash=False)[0]   # once per worker, not per task
     blocks = [None if a is None else _block_futures(client, a) for a in arrays]
     futures, at = [], 0
     for k, rows in enumerate(chunks):
         if rows:
-            futures.append(client.submit(_partition, fn, shared, expect, k, at, rows,
+            futures.append(client.submit(_partition, digest, blob, shared, expect, k, at, rows,
                                          *[b[k] for b in blocks if b is not None], pure=False))
         at += rows
     if at == 0:
@@ -288,8 +301,23 @@ def _shared_value(a):
 # the workers' side
 # ---------------------------------------------------------------------------
 
-def _partition(batched, shared, expect, k, start, rows, *blocks):
+def _function(digest, blob):
+    """The worker's copy of the function with this hash: unpickled once per process."""
+    with _loaded_lock:
+        batched = _loaded.get(digest)
+        if batched is None:
+            batched = pickle.loads(blob)
+            _loaded[digest] = batched
+            while len(_loaded) > _LOADED_KEEP:
+                _loaded.popitem(last=False)
+        else:
+            _loaded.move_to_end(digest)
+    return batched
+
+
+def _partition(digest, blob, shared, expect, k, start, rows, *blocks):
     """One partition: (summed loss, summed gradient over every input, shapes)."""
+    batched = _function(digest, blob)
     args, blocks = [], iter(blocks)
     for i, (s, e) in enumerate(zip(shared, expect)):
         if e is None:

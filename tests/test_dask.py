@@ -97,7 +97,7 @@ def test_the_function_is_sent_once_and_reused(client, data):
         w = w - 0.1 * g
     after = client.run(_core._programs_loaded)
     assert {k: after[k] - before[k] for k in after} == {k: 1 for k in after}   # one load per worker
-    assert agd.send(client, fit) is agd.send(client, fit)
+    assert agd.send(client, fit)[1] is agd.send(client, fit)[1]
 
 
 def test_nan_rows_are_values_not_errors(client, data):

@@ -231,3 +231,28 @@ def test_resealed_corruptions_never_crash_in_a_subprocess(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     loaded, refused = map(int, run.stdout.split())
     assert refused > 1000 and loaded + refused == 3000
+
+
+def test_without_its_python_function_a_copy_says_why_it_cannot_trace():
+    f = ag.compile(lambda x: x * 2.0)
+    f(1.0)
+    g = roundtrip(f)
+    with pytest.raises(TypeError, match="shaped"):
+        g([1.0, 2.0])                                 # a new argument shape needs a trace
+    state = branchy.__getstate__()
+    state["fn"] = ("no_such_module_for_autograd_c", "branchy")
+    from autograd_c.compiled import CompiledFunction
+    h = CompiledFunction.__new__(CompiledFunction)
+    h.__setstate__(state)
+    with pytest.raises(RuntimeError, match="importing no_such_module_for_autograd_c.branchy failed"):
+        h(1.0, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="unknown pickled state"):
+        h.__setstate__({"format": 2})
+
+
+def test_dask_token_is_a_content_hash():
+    f = ag.compile(plain)
+    f([1.0, 2.0], [0.5, 0.5], 1.0)
+    assert f.__dask_tokenize__() == f.__dask_tokenize__()
+    b = f.vmap(in_axes=(None, 0, 0))
+    assert b.__dask_tokenize__() != f.vmap(in_axes=(None, 0, None)).__dask_tokenize__()
