@@ -59,9 +59,11 @@ __all__ = ["value_and_grad", "backward", "send"]
 _REDUCE = ("sum", "mean")
 _SCATTER_SHARED_BYTES = 1 << 20      # larger shared arguments are scattered, smaller go in the tasks
 _sent = weakref.WeakKeyDictionary()      # driver: client -> {content hash: future of the pickled bytes}
+_placements = weakref.WeakKeyDictionary()   # driver: client -> {block keys: worker of each}
 _loaded = collections.OrderedDict()      # worker: content hash -> the unpickled function (the last few)
 _loaded_lock = threading.Lock()
 _LOADED_KEEP = 8
+_GROUP_BY_WORKER = True                  # False: a task per partition (benchmarks/bench_dask.py compares)
 
 
 def send(client, batched):
@@ -188,24 +190,35 @@ def _step(client, batched, args, reduce):
     digest, blob = send(client, batched)
     if sum(getattr(s, "nbytes", 8) for s in shared) > _SCATTER_SHARED_BYTES:
         shared = client.scatter([shared], broadcast=True, hash=False)[0]   # once per worker, not per task
-    blocks = [None if a is None else _block_futures(client, a) for a in arrays]
-    futures, at = [], 0
+    blocks = [b for b in (None if a is None else _block_futures(client, a) for a in arrays) if b is not None]
+    parts, at = [], 0
     for k, rows in enumerate(chunks):
         if rows:
-            futures.append(client.submit(_partition, digest, blob, shared, expect, k, at, rows,
-                                         *[b[k] for b in blocks if b is not None], pure=False))
+            parts.append((k, at, rows))
         at += rows
     if at == 0:
         raise ValueError("the arrays have no rows")
+    # one task per worker, over the partitions it holds: fewer round trips than a task each
+    groups = _by_worker(client, blocks[0], parts) if _GROUP_BY_WORKER else [(None, [i]) for i in range(len(parts))]
+    futures = [client.submit(_partitions, digest, blob, shared, expect, [parts[i] for i in idx],
+                             *[b[parts[i][0]] for i in idx for b in blocks],
+                             workers=None if w is None else [w], allow_other_workers=w is not None,
+                             pure=False)
+               for w, idx in groups]
     try:
-        results = client.gather(futures)
+        grouped = client.gather(futures)
     except Exception as e:
         client.cancel(futures)
+        _placements.pop(client, None)
         if type(e).__name__ == "KilledWorker":
             raise RuntimeError(
                 f"a Dask worker died while evaluating a partition ({e}); nothing was applied: the "
                 "parameters and their .grad are as they were before this call") from e
         raise
+    results = [None] * len(parts)
+    for (_, idx), out in zip(groups, grouped):
+        for i, r in zip(idx, out):
+            results[i] = r
     value, grad, shapes = 0.0, None, results[0][2]
     for v, g, _ in results:                  # in partition order: the same sum every time
         value += v
@@ -257,6 +270,26 @@ def _block_futures(client, a):
     if all(k in held for k in keys):
         return [held[k] for k in keys]
     return client.compute(list(a.to_delayed().ravel()))
+
+
+def _by_worker(client, futures, parts):
+    """[(worker, [indices into parts])]: the partitions grouped by the worker
+    holding their first block (asked once per set of blocks; a stale answer
+    only costs a transfer, as tasks may run elsewhere)."""
+    keys = tuple(futures[k].key for k, _, _ in parts)
+    cache = _placements.setdefault(client, {})
+    where = cache.get(keys)
+    if where is None:
+        who = client.who_has([futures[k] for k, _, _ in parts])
+        where = [min(who.get(key) or [None], key=str) for key in keys]
+        if None not in where:
+            if len(cache) > 64:
+                cache.clear()
+            cache[keys] = where
+    groups = collections.OrderedDict()
+    for i, w in enumerate(where):
+        groups.setdefault(w if w is not None else ("unplaced", i), []).append(i)   # not yet held: a task each
+    return [(w if isinstance(w, str) else None, idx) for w, idx in groups.items()]
 
 
 def _flat(keys):
@@ -315,9 +348,18 @@ def _function(digest, blob):
     return batched
 
 
-def _partition(digest, blob, shared, expect, k, start, rows, *blocks):
-    """One partition: (summed loss, summed gradient over every input, shapes)."""
+def _partitions(digest, blob, shared, expect, parts, *blocks):
+    """On a worker: [(summed loss, summed gradient over every input, shapes)]
+    for each partition (k, first row, rows) in parts; blocks: each
+    partition's blocks of the axis-0 arguments, partition after partition."""
     batched = _function(digest, blob)
+    nb = sum(e is not None for e in expect)
+    return [_partition(batched, shared, expect, k, start, rows, blocks[j * nb:(j + 1) * nb])
+            for j, (k, start, rows) in enumerate(parts)]
+
+
+def _partition(batched, shared, expect, k, start, rows, blocks):
+    """One partition: (summed loss, summed gradient over every input, shapes)."""
     args, blocks = [], iter(blocks)
     for i, (s, e) in enumerate(zip(shared, expect)):
         if e is None:

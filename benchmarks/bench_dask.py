@@ -50,6 +50,7 @@ try:
     import dask
     import dask.array as da
     from distributed import Client, LocalCluster
+    from distributed import futures_of
 
     from autograd_c import dask as agd
 except ImportError:  # pragma: no cover - the [dask] extra
@@ -63,6 +64,12 @@ def moons(n, seed=0):
     upper = rng.random(n) < 0.5
     X = np.where(upper[:, None], np.c_[np.cos(t), np.sin(t)], np.c_[1 - np.cos(t), 0.5 - np.sin(t)])
     return X + rng.normal(scale=0.1, size=X.shape), np.where(upper, -1.0, 1.0)
+
+
+def moons_block(n, seed):
+    """One partition: the columns x0, x1, y."""
+    X, y = moons(n, seed)
+    return np.c_[X, y]
 
 
 random.seed(1337)
@@ -115,14 +122,21 @@ def main():
         data = {}
         for name, client in (("1 worker", one), ("2 workers", two)):
             # the rows are made on the workers (as data read there would be), not sent from here
-            blocks = [dask.delayed(moons)(n, k) for k, n in enumerate(sizes)]
-            Xd = client.persist(da.concatenate([da.from_delayed(b[0], shape=(n, 2), dtype=float)
-                                                for b, n in zip(blocks, sizes)]))
-            yd = client.persist(da.concatenate([da.from_delayed(b[1], shape=(n,), dtype=float)
-                                                for b, n in zip(blocks, sizes)]))
+            # (one block of [x, y] per partition, so a partition's X and y live on the same worker)
+            rows = client.persist(da.concatenate([da.from_delayed(dask.delayed(moons_block)(n, k), shape=(n, 3),
+                                                                  dtype=float) for k, n in enumerate(sizes)]))
+            Xd, yd = client.persist(rows[:, :2]), client.persist(rows[:, 2])
             tiny_X = client.persist(da.from_array(X[:args.partitions], chunks=(1, 2)))
             tiny_y = client.persist(da.from_array(y[:args.partitions], chunks=1))
             client.wait_for_workers(1 if client is one else 2)
+            while True:                                 # until every block is held
+                holders = [client.who_has(a) for a in (Xd, yd)]
+                if all(len(h) == args.partitions and all(h.values()) for h in holders):
+                    break
+                time.sleep(0.05)
+            print(f"{name}: partitions of X and y per worker: " + ", ".join(
+                f"{sum(w in v for v in holders[0].values())} and {sum(w in v for v in holders[1].values())}"
+                for w in client.scheduler_info()["workers"]), flush=True)
             agd.send(client, batch)                     # before the counts: the one send
             before = client.run(_core._programs_loaded)
             value, (g, _, _) = agd.value_and_grad(client, batch, p, Xd, yd)   # warm up, and check
@@ -131,7 +145,8 @@ def main():
             print(f"{name}: loss and gradient equal this process's to {err:.1e} (relative)", flush=True)
             data[name] = (client, Xd, yd, tiny_X, tiny_y, before)
 
-        cases = {"1 worker": [], "2 workers": [], "this process, 1 thread": [],
+        cases = {"1 worker": [], "2 workers": [], "2 workers, a task per partition": [],
+                 "this process, 1 thread": [],
                  "this process, 2 threads": [], "overhead": []}
         for r in range(args.rounds):
             order = ["1 worker", "2 workers"] if r % 2 == 0 else ["2 workers", "1 worker"]
@@ -140,6 +155,12 @@ def main():
                 t = time.perf_counter()
                 agd.value_and_grad(client, batch, p, Xd, yd)
                 cases[name].append(time.perf_counter() - t)
+            client, Xd, yd, _, _, _ = data["2 workers"]
+            agd._GROUP_BY_WORKER = False
+            t = time.perf_counter()
+            agd.value_and_grad(client, batch, p, Xd, yd)
+            cases["2 workers, a task per partition"].append(time.perf_counter() - t)
+            agd._GROUP_BY_WORKER = True
             for name, b in (("this process, 1 thread", batch), ("this process, 2 threads", batch2)):
                 t = time.perf_counter()
                 b.value_and_grad(p, X, y, reduce="mean")
@@ -176,7 +197,8 @@ def main():
           f" {args.rows:,} rows in {args.partitions} partitions, {args.rounds} interleaved rounds\n")
     print("| case | best | median | rows / s (best) |")
     print("|---|---|---|---|")
-    for name in ("1 worker", "2 workers", "this process, 1 thread", "this process, 2 threads"):
+    for name in ("1 worker", "2 workers", "2 workers, a task per partition", "this process, 1 thread",
+                 "this process, 2 threads"):
         best, med = stats(cases[name])
         print(f"| {name} | {ms(best)} | {ms(med)} | {args.rows / best / 1e6:.1f} M |")
     b1, m1 = stats(cases["1 worker"])
@@ -187,7 +209,7 @@ def main():
           f"median {ms(statistics.median(cases['overhead']))}; its parts alone:")
     for what, sec in parts.items():
         print(f"- {what}: {ms(sec)}")
-    steps = {"1 worker": args.rounds + 1, "2 workers": 6 * args.rounds + 1}
+    steps = {"1 worker": args.rounds + 1, "2 workers": 7 * args.rounds + 1}
     print(f"\nThe compiled function ({size:,} bytes pickled) is sent once: programs each worker process "
           "has loaded from bytes (in all, and during the steps):")
     for name, (before, after) in loads.items():
