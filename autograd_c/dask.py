@@ -25,6 +25,11 @@ process (a cache keyed by that hash), not with every step; what a step
 sends is the shared arguments (the parameters) and small tasks, and what
 comes back is one value and one gradient per partition.
 
+Each worker gets one task per step, over the partitions it holds.  Keep
+a partition's arrays on the same worker (slice ``X`` and ``y`` from one
+array or dataframe, and ``persist`` them once): otherwise Dask moves blocks
+between workers every step.
+
 A step is applied whole or not at all: these functions never modify their
 arguments, and ``backward`` touches ``.grad`` only after every partition's
 result has arrived.  A worker that dies, a partition whose rows are not
