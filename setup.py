@@ -31,8 +31,8 @@ else:
     compile_args += ["-Wno-unused-function", "-ffp-contract=off", "-pthread", "-fno-exceptions"]
     link_args = ["-pthread"]
 
-REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c",
-                  "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c",
+REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_format.c",
+                  "src/replay_eval.c", "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c",
                   "src/replay_higher.cpp"]
 REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h"]
 

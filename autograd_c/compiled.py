@@ -136,6 +136,66 @@ def _leaf_for(a, value):
 
 
 # ---------------------------------------------------------------------------
+# the Python function of a pickled compiled function: by reference
+# ---------------------------------------------------------------------------
+
+def _reference(fn):
+    """(module, qualified name) under which fn (or the CompiledFunction
+    wrapping it) can be imported, or None (a lambda, a nested function, a
+    callable object, a function that is not where its names say)."""
+    if fn is None:
+        return None
+    if isinstance(fn, _ByReference):
+        return (fn.module, fn.qualname)
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    try:
+        found = _resolve(module, qualname)
+    except Exception:
+        return None
+    if found is fn or (isinstance(found, CompiledFunction) and found._fn is fn):
+        return (module, qualname)
+    return None
+
+
+def _resolve(module, qualname):
+    import importlib
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _ByReference:
+    """The Python function of an unpickled compiled function, imported by
+    name the first time it is needed (to trace again, when a guard flips or
+    the argument lengths change): a worker that never traces never imports it."""
+
+    def __init__(self, module, qualname):
+        self.module, self.qualname, self._fn = module, qualname, None
+        self.__qualname__ = qualname
+
+    def __call__(self, *args):
+        if self._fn is None:
+            try:
+                found = _resolve(self.module, self.qualname)
+            except Exception as e:
+                raise RuntimeError(
+                    f"this compiled function was unpickled without its Python function and needs it "
+                    f"to trace again: importing {self.module}.{self.qualname} failed ({e!r})") from e
+            self._fn = found._fn if isinstance(found, CompiledFunction) else found
+        return self._fn(*args)
+
+
+def _content_hash(obj):
+    """sha256 of obj's pickle: equal for equal compiled functions."""
+    import hashlib
+    import pickle
+    return hashlib.sha256(pickle.dumps(obj, protocol=4)).hexdigest()
+
+
+# ---------------------------------------------------------------------------
 # CompiledFunction
 # ---------------------------------------------------------------------------
 
@@ -174,8 +234,44 @@ class CompiledFunction(SecondOrder):
             functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self):
-        what = getattr(self._fn, "__qualname__", None) or "a recorded graph"
+        what = getattr(self._fn, "__qualname__", None) or self.__dict__.get("__qualname__") or "a recorded graph"
         return f"<compiled {what}: {self.traces} trace(s)>"
+
+    # -- pickling (docs/replay.md, "The serialised format") ------------------
+
+    def __getstate__(self):
+        """Pickled: every trace (its program in autograd_c's checked binary
+        format, its custom Functions by reference to their class) and the
+        Python function by reference (module and qualified name), where it
+        has one: a lambda or a nested function cannot be, and the unpickled
+        function then cannot trace again (it raises GuardError instead)."""
+        return {"format": 1, "fn": _reference(self._fn), "has_aux": self._has_aux,
+                "retrace": self._retrace, "max_traces": self._max_traces,
+                "traces": [(shapes, list(progs)) for shapes, progs in self._traces.items()],
+                "last": self._last_position(),
+                "names": {k: self.__dict__[k] for k in ("__module__", "__name__", "__qualname__", "__doc__")
+                          if k in self.__dict__}}
+
+    def _last_position(self):
+        progs = self._traces.get(None if self._last is None else self._last.meta[0], [])
+        return (self._last.meta[0], progs.index(self._last)) if self._last in progs else None
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict) or state.get("format") != 1:
+            raise ValueError("cannot load a compiled function: unknown pickled state (written by a "
+                             "newer autograd_c?)")
+        self.__dict__.update(state["names"])
+        self._fn = None if state["fn"] is None else _ByReference(*state["fn"])
+        self._has_aux = state["has_aux"]
+        self._retrace = state["retrace"] and self._fn is not None
+        self._max_traces = state["max_traces"]
+        self._traces = collections.OrderedDict((shapes, list(progs)) for shapes, progs in state["traces"])
+        last = state["last"]
+        self._last = None if last is None else self._traces[last[0]][last[1]]
+
+    def __dask_tokenize__(self):
+        """A content hash, so Dask recognises the same compiled function sent twice."""
+        return _content_hash(self)
 
     @property
     def stats(self):
@@ -517,6 +613,10 @@ class BatchedFunction(BatchedSecondOrder):
 
     def __repr__(self):
         return f"<batched {self.compiled!r}, in_axes={self.in_axes!r}, threads={self.threads}>"
+
+    def __dask_tokenize__(self):
+        """A content hash, so Dask recognises the same function sent twice."""
+        return _content_hash(self)
 
     def _prepare(self, args):
         """(arguments with rows as float64 arrays, axes, per-row shapes, rows)."""

@@ -194,5 +194,12 @@ class Function:
         """d(loss)/d(inputs) given gy = d(loss)/d(output).  Override this."""
         raise NotImplementedError(f"{type(self).__name__} must define backward(self, gy)")
 
+    def __getstate__(self):
+        # pickled (with a compiled function) by reference to its class, with
+        # the instance's own attributes but not the values of its latest call
+        state = dict(self.__dict__)
+        state.pop("_autograd_c_last", None)
+        return state
+
     def __repr__(self):
         return f"{type(self).__name__}()"

@@ -69,3 +69,9 @@ def test_bench_higher_smoke_run(tmp_path):
     pytest.importorskip("numpy")
     text = run("bench_higher.py", "--smoke", cwd=tmp_path)
     assert "hvp / backward" in text and "ag.hessian" in text
+
+
+def test_bench_dask_smoke_run(tmp_path):
+    pytest.importorskip("distributed")
+    text = run("bench_dask.py", "--smoke", cwd=tmp_path)
+    assert "| 2 workers |" in text and "Driver overhead per step" in text and "during the steps" in text

@@ -13,6 +13,7 @@
 #     tracing.pxi        tracing a function for ag.compile: guards, ConcretizationError
 #     replay.pxi         compiled functions: compiling a trace, evaluating it (replay*.c)
 #     replay_args.pxi    compiled functions' arguments: shapes, values, rows, gradients
+#     replay_pickle.pxi  compiled functions as bytes: pickling, checked loading
 #     higher.pxi         the functional API: jvp, vjp, hvp, hessian, jacobian sweeps
 #     create_graph.pxi   create_graph=True: the backward pass recorded as nodes
 #     kernels.pxi        nn layers and optimiser steps in one call each
@@ -59,6 +60,7 @@ include "tracing.pxi"
 include "replay.pxi"
 include "replay_args.pxi"
 include "replay_second.pxi"
+include "replay_pickle.pxi"
 include "higher.pxi"
 include "create_graph.pxi"
 include "kernels.pxi"

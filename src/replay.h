@@ -147,6 +147,22 @@ void ac_program_free(ac_program *p);       /* frees every array (malloc'd); p be
  * instruction, output or guard at fault). */
 int ac_program_finish(ac_program *p, ac_status *st);
 
+/* ---- serialising (replay_format.c) -------------------------------------- */
+
+/* The program section of a pickled compiled function (docs/replay.md, "The
+ * serialised format"): the primary arrays, little-endian, opcodes by name.
+ * ac_program_write returns the section's size in bytes and, with buf !=
+ * NULL, writes it there (call it once with NULL to size the buffer).
+ * ac_program_read parses buf[0..len), checks every count against the bytes
+ * there, maps the opcode names (refusing unknown ones) and runs
+ * ac_program_finish: 0 with *used = the bytes read, or AC_RP_INVALID /
+ * AC_RP_NOMEM with st->what (p is then empty).  ac_op_id gives an opcode's
+ * name in the format ("ADDC": the ops.h enum identifier without "AC_"),
+ * NULL for an unknown opcode. */
+int64_t ac_program_write(const ac_program *p, uint8_t *buf);
+int ac_program_read(ac_program *p, const uint8_t *buf, int64_t len, int64_t *used, ac_status *st);
+const char *ac_op_id(int op);
+
 /* ---- evaluating --------------------------------------------------------- */
 
 /* AC_CUSTOM hooks.  forward: y = f_id(x[0..n)).  backward: gx[k] = g *

@@ -355,6 +355,10 @@ cdef class _Program:
             free(self.spare[k])
         ac_program_free(&self.p)
 
+    def __reduce__(self):
+        # the bytes (replay_pickle.pxi) and, beside them, the Functions by reference to their class
+        return (_program_load, (_program_dump(self), tuple(self.functions)))
+
     @property
     def n_inputs(self):
         return self.p.n_inputs
@@ -585,7 +589,8 @@ cdef class _Program:
         return GuardError(
             f"guard {index} flipped{at_row}: the comparison `{source or symbol}` ({where}) gave "
             f"{shown} -> {outcome} when the function was traced, and now {current}. This compiled "
-            "function cannot trace again (it was made from a graph, or with retrace=False): compile "
+            "function cannot trace again (it was made from a graph, with retrace=False, or unpickled "
+            "without a Python function it could import by name): compile "
             "the Python function with ag.compile to follow both branches, or use ops that replay "
             "exactly (ag.relu, ag.maximum, ag.minimum, ag.abs)",
             guard=index, row=row, comparison=symbol, where=where, recorded=(a, b), now=now)

@@ -2,6 +2,7 @@
 the package is marked typed, and every public name has a docstring."""
 import ast
 import importlib
+import importlib.util
 import inspect
 import pathlib
 
@@ -16,6 +17,8 @@ PUBLIC_MODULES = ["autograd_c", "autograd_c.optim", "autograd_c.nn", "autograd_c
                   "autograd_c.function", "autograd_c.modes", "autograd_c.checking",
                   "autograd_c.viz", "autograd_c.datasets", "autograd_c.compiled",
                   "autograd_c.functional"]
+if importlib.util.find_spec("distributed") is not None:
+    PUBLIC_MODULES.append("autograd_c.dask")      # the [dask] extra
 
 
 def stub_tree():

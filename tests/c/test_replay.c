@@ -155,6 +155,14 @@ typedef struct hook_ctx {
     int polls;
 } hook_ctx;
 
+/* The kind of custom id's Function: a program loaded from bytes has no
+ * tape nodes (custom_node -1), and a corrupted one may have any ids. */
+static int hook_kind(const hook_ctx *h, int32_t id)
+{
+    int64_t node = id >= 0 && id < h->p->n_custom ? h->p->custom_node[id] : -1;
+    return node >= 0 && node < MAX_NODES ? custom_kind[node] : 0;
+}
+
 static int rp_hook_poll(void *ctx)
 {
     hook_ctx *h = ctx;
@@ -166,7 +174,7 @@ static int rp_hook_forward(void *ctx, int32_t id, const double *x, int32_t n, do
 {
     hook_ctx *h = ctx;
     if (h->fail_at && ++h->calls == h->fail_at) return -1;
-    *y = cf_value(custom_kind[h->p->custom_node[id]], x, n);
+    *y = cf_value(hook_kind(h, id), x, n);
     return 0;
 }
 
@@ -175,7 +183,7 @@ static int rp_hook_backward(void *ctx, int32_t id, const double *x, int32_t n, d
     hook_ctx *h = ctx;
     (void)y;
     if (h->fail_at && ++h->calls == h->fail_at) return -1;
-    cf_grad(custom_kind[h->p->custom_node[id]], x, n, g, gx);
+    cf_grad(hook_kind(h, id), x, n, g, gx);
     return 0;
 }
 
@@ -872,6 +880,25 @@ static void program_copy(const ac_program *src, ac_program *dst)
     dst->custom_node = dup_array(src->custom_node, 8 * (size_t)src->n_custom);
 }
 
+/* Evaluate a program that passed the checks, one row and a batch: the
+ * sanitizer build checks that nothing outside its buffers is touched. */
+static void eval_accepted(ac_program *p, hook_ctx *hc)
+{
+    ac_workspace ws;
+    ac_status st;
+    ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, hc};
+    static double x[256], y[16], jac[16 * 256], X[4 * 256], Y[64], G[16 * 256];
+    ac_batch b;
+    hc->p = p;
+    if (p->n_inputs <= 256 && p->n_outputs <= 16 && ac_workspace_init(&ws, p) == 0) {
+        ac_eval(p, &ws, &hooks, x, y, jac, &st);
+        ac_workspace_free(&ws);
+        memset(&b, 0, sizeof b);
+        b.rows = 3; b.x = X; b.y = Y; b.grad_sum = G; b.block = 2;
+        ac_eval_batch(p, &b, &hooks, &st);
+    }
+}
+
 /* Corrupt one field of a copy: ac_program_finish rejects it, or the
  * program it accepts evaluates without touching memory outside its buffers
  * (the sanitizer build checks that). */
@@ -898,18 +925,7 @@ static void corrupt_and_check(const ac_program *good, hook_ctx *hc)
     default: if (p.n_instr) p.op[rnd_int(p.n_instr)] = (uint8_t)rnd_int(AC_NUM_OPS); break;
     }
     if (ac_program_finish(&p, &st) == 0) {
-        ac_workspace ws;
-        ac_hooks hooks = {rp_hook_forward, rp_hook_backward, rp_hook_poll, hc};
-        double x[256] = {0}, y[16], jac[16 * 256], X[4 * 256] = {0}, Y[64], G[16 * 256];
-        ac_batch b;
-        hc->p = &p;
-        if (p.n_inputs <= 256 && p.n_outputs <= 16 && ac_workspace_init(&ws, &p) == 0) {
-            ac_eval(&p, &ws, &hooks, x, y, jac, &st);
-            ac_workspace_free(&ws);
-            memset(&b, 0, sizeof b);
-            b.rows = 3; b.x = X; b.y = Y; b.grad_sum = G; b.block = 2;
-            ac_eval_batch(&p, &b, &hooks, &st);
-        }
+        eval_accepted(&p, hc);
     } else {
         CHECK(st.code == AC_RP_INVALID && st.what[0], "finish: %d", st.code);
     }
@@ -935,6 +951,74 @@ static void test_program_finish(int count)
             for (k = 0; k < 5; ++k) corrupt_and_check(&good, &hc);
             ac_program_free(&good);
         }
+        ac_tape_free(&g->t);
+    }
+    free(g);
+}
+
+/* ---- a program as bytes: ac_program_write / ac_program_read ------------------- */
+
+static int same_array(const void *a, const void *b, size_t bytes)
+{
+    return bytes == 0 || memcmp(a, b, bytes) == 0;
+}
+
+/* Written and read back, a program has the same primary arrays; every
+ * truncation is refused; random byte changes are refused or give a program
+ * that evaluates within its buffers. */
+static void test_program_bytes(int count)
+{
+    graph *g = malloc(sizeof *g);
+    int i, k;
+    hook_ctx hc = {0};
+    for (i = 0; i < count; ++i) {
+        ac_program good, back;
+        ac_status st;
+        int64_t size, used = -1, cut;
+        uint8_t *buf, *bad;
+        random_graph(g, 10, 1);
+        if (compile(g, i % 2 ? AC_PASS_ALL : 0, &good, NULL) != 0) {
+            ac_tape_free(&g->t);
+            continue;
+        }
+        size = ac_program_write(&good, NULL);
+        buf = malloc((size_t)size + 1);
+        bad = malloc((size_t)size + 1);
+        CHECK(ac_program_write(&good, buf) == size, "write size");
+        CHECK(ac_program_read(&back, buf, size, &used, &st) == 0 && used == size, "read: %s", st.what);
+        CHECK(back.n_inputs == good.n_inputs && back.n_consts == good.n_consts && back.n_instr == good.n_instr
+              && back.n_outputs == good.n_outputs && back.n_guards == good.n_guards
+              && back.n_custom == good.n_custom && back.n_args == good.n_args, "counts");
+        CHECK(same_array(back.op, good.op, (size_t)good.n_instr) && same_array(back.a, good.a, 4 * (size_t)good.n_instr)
+              && same_array(back.b, good.b, 4 * (size_t)good.n_instr)
+              && same_array(back.args, good.args, 4 * (size_t)good.n_args)
+              && same_array(back.consts, good.consts, 8 * (size_t)good.n_consts)
+              && same_array(back.outputs, good.outputs, 4 * (size_t)good.n_outputs)
+              && same_array(back.guard_kind, good.guard_kind, (size_t)good.n_guards)
+              && same_array(back.guard_expected, good.guard_expected, (size_t)good.n_guards)
+              && same_array(back.guard_a, good.guard_a, 4 * (size_t)good.n_guards)
+              && same_array(back.guard_b, good.guard_b, 4 * (size_t)good.n_guards)
+              && same_array(back.guard_index, good.guard_index, 4 * (size_t)good.n_guards)
+              && same_array(back.custom_instr, good.custom_instr, 4 * (size_t)good.n_custom)
+              && back.n_mask_words == good.n_mask_words, "arrays read back");
+        ac_program_free(&back);
+        for (cut = 0; cut < size; cut += 1 + cut / 8)
+            CHECK(ac_program_read(&back, buf, cut, &used, &st) == AC_RP_INVALID && st.what[0], "truncated at %lld",
+                  (long long)cut);
+        for (k = 0; k < 20; ++k) {
+            int flips = 1 + rnd_int(4), f;
+            memcpy(bad, buf, (size_t)size);
+            for (f = 0; f < flips; ++f) bad[rnd_int((int)size)] = (uint8_t)rnd_int(256);
+            if (ac_program_read(&back, bad, size, &used, &st) == 0) {
+                eval_accepted(&back, &hc);
+                ac_program_free(&back);
+            } else {
+                CHECK(st.code == AC_RP_INVALID && st.what[0], "corrupted: %d", st.code);
+            }
+        }
+        free(buf);
+        free(bad);
+        ac_program_free(&good);
         ac_tape_free(&g->t);
     }
     free(g);
@@ -1182,6 +1266,7 @@ int main(int argc, char **argv)
     test_shared_input();
     test_random_graphs(graphs);
     test_program_finish(graphs / 3);
+    test_program_bytes(graphs / 3);
     printf("%d checks, %d failures; largest |difference| / (scale + |a| + |b|) where order may differ: %.3g\n",
            checks, failures, max_rel_seen);
     return failures != 0;
