@@ -69,8 +69,9 @@ def _dense(list rows, list biases, x, activation):
     cdef int64_t offset
     cdef uint32_t one
     cdef ac_node first
-    cdef Py_ssize_t compactions
+    cdef Py_ssize_t passes
     cdef Variable w
+    cdef bint marking = False            # operands marked used, Variables not all made yet
 
     nin = len(xs)
     width = 2 * nin + 2                  # operand references per dot node
@@ -122,13 +123,14 @@ def _dense(list rows, list biases, x, activation):
                     _tape_for(row[k], (<Variable>row[k]).kind, None, K_CONST)
             if (<Variable>biases[j]).kind == K_NODE:
                 _tape_for(biases[j], (<Variable>biases[j]).kind, None, K_CONST)
-        compactions = tape.compactions
+        passes = tape.passes
         tape._make_room(2 * nout, nout * (width + 1) * sizeof(uint32_t))
         if ac_reserve_args(&tape.t, nout * (width + 1)) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
-        if tape.compactions != compactions:
+        if tape.passes != passes:
             _check_layer(rows, biases, nout, nin)     # a finalizer may have changed them
         # operand references only now: compaction above renumbers nodes
+        marking = True
         for k in range(nin):
             xref[k] = (AC_REF_CONST | <uint32_t>_const(tape, xv[k]) if xk[k] == K_CONST
                        else <uint32_t>_operand(tape, xs[k], xk[k]))
@@ -163,8 +165,11 @@ def _dense(list rows, list biases, x, activation):
         for j in range(nout):
             k = first + (2 * j + 1 if act >= 0 else j)
             out[j] = _new_node(tape, k, tape.t.val[k])
+        marking = False
         return out
     finally:
+        if marking:       # failed midway: nodes without Variables, operands marked used
+            _recording_failed(tape)
         free(xv)
         free(xk)
         free(xref)

@@ -77,6 +77,7 @@ cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
     cdef Variable v = <Variable>o
     if kind == K_NODE:
         if v.kind == K_NODE:
+            v.used = 1            # if the operation fails before its node is pushed, see _recording_failed
             return v.index
         kind = v.kind             # released by the compaction that made room
     if kind == K_RELEASED:
@@ -96,6 +97,8 @@ cdef ac_node _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
     a past one (0), or one standing for a released Variable's value."""
     cdef int64_t k = tape.t.nleaves
     cdef int rc = ac_reserve_leaves(&tape.t, 1)
+    if rc < 0:
+        _recording_failed(tape)
     if rc == -2:
         raise MemoryError(f"the leaf table of this thread's tape is full ({AC_MAX_LEAVES:,} entries)")
     if rc < 0:
@@ -118,10 +121,19 @@ cdef ac_node _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
     return AC_LEAF_REF | k
 
 
+cdef inline void _recording_failed(Tape tape) noexcept:
+    """An operation fails after some of its operands were marked used (or
+    a leaf entry was made for it), and its node will not be pushed: that
+    operand's node may be a sink no death will report, so the next
+    compaction must run (see Tape.maybe_garbage)."""
+    tape.maybe_garbage += 1
+
+
 cdef inline int64_t _const(Tape tape, double c) except -1:
     cdef int64_t before = tape.t.nconsts
     cdef int64_t k = ac_const_index(&tape.t, c)
     if k < 0:
+        _recording_failed(tape)
         raise MemoryError("out of memory growing the constant pool of the tape")
     if tape.t.nconsts != before:
         tape.limit -= CONST_BYTES // NODE_BYTES     # a new constant counts in the budget

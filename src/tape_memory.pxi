@@ -57,7 +57,18 @@ cdef class Tape:
     cdef int64_t budget           # compact before the footprint passes this many bytes
     cdef ac_node limit            # recording takes the slow path (_make_room) at this many
                                   # nodes: min(capacity, what the budget allows); 0 while busy
-    cdef Py_ssize_t compactions
+    cdef Py_ssize_t compactions   # passes that moved nodes
+    cdef Py_ssize_t passes        # marking passes run (some find every node reachable)
+    cdef Py_ssize_t skipped       # passes skipped: nothing could have become unreachable
+    # Events since the last pass (or reset) that may have left a node
+    # unreachable: a recorded Variable died whose node no operation had taken
+    # as an operand, or a recording failed midway.  While it is 0 (and no leaf
+    # entry is a past one, which could make a graph stale), every node is
+    # still reachable, so a pass would free nothing.  Why this suffices: the
+    # highest unreachable node is an operand of no node (its users would be
+    # unreachable too, and higher), so when it became unreachable its last
+    # Variable died while its node was a sink.
+    cdef Py_ssize_t maybe_garbage
     cdef int pinned               # nested _pin calls: compaction and reset wait (t.busy:
                                   # nested _enter_busy calls, nothing may change the tape)
     cdef bint reset_pending       # the last live Variable died while busy or pinned
@@ -143,6 +154,7 @@ cdef class Tape:
             self.t.nleaves = 0
             self.t.ndetached = 0
         ac_tape_clear(&self.t)
+        self.maybe_garbage = 0
         _drop_objmap(self)
         _forget_pass(self)
         self.known_from = 0
@@ -177,13 +189,18 @@ cdef class Tape:
         else:
             self.limit = self.t.size + max(0, min(self.t.capacity - self.t.size, room))
 
-    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t extra_bytes) except -1:
+    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t extra_bytes,
+                                     bint force=False) except -1:
         """Compact, then set the budget to twice what survived plus what the
-        caller is about to add."""
+        caller is about to add.  The pass is skipped when it could free
+        nothing (see maybe_garbage): a graph that only grows is never walked."""
         _check_not_busy(self, "record operations")
         if self.pinned:
             raise RuntimeError("cannot compact now: this thread's tape is being walked")
-        self._compact()
+        if force or self.maybe_garbage or self.t.ndetached:
+            self._compact()
+        else:
+            self.skipped += 1
         self.budget = max(2 * (self._footprint() + nodes * NODE_BYTES + extra_bytes),
                           _compaction_floor_bytes)
         self._set_limit()
@@ -264,6 +281,7 @@ cdef class Tape:
         cdef void **dropped = NULL
         cdef int begun
 
+        self.passes += 1
         _drop_objmap(self)        # it holds node indices, and released Variables below
         if self.kept_root >= 0:   # the pass's adjoints are indexed by node: lost from here
             self.known_from = t.size
@@ -291,6 +309,8 @@ cdef class Tape:
             p = following
         free(stale_nodes)
         begun = ac_compact_begin(t, &cp)
+        if begun == 0:
+            self.maybe_garbage = 0     # every node is reachable
         if begun <= 0:
             return 0        # everything is reachable, or no memory to compact (the tape just grows)
         leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
@@ -332,6 +352,7 @@ cdef class Tape:
             v.index = ac_rank(&cp, v.index)
             p = v.next
         ac_tape_trim(t)
+        self.maybe_garbage = 0         # what survived is what live Variables reach
         self.compactions += 1
         # The tape is consistent from here on.  New maps first, so what a
         # finalizer records while the old entries move over (at indices no
@@ -476,8 +497,9 @@ cdef inline void _unlink(Tape tape, Variable v) noexcept:
 
 def tape_stats():
     """Counters of this thread's tape: nodes, capacity, live recorded
-    Variables, leaf entries, constants, operand-list words, bytes held and
-    compactions so far."""
+    Variables, leaf entries, constants, operand-list words, bytes held,
+    compactions so far (passes that moved nodes), marking passes run and
+    passes skipped because they could free nothing."""
     cdef Tape tape = _thread_tape()
     return {
         "nodes": tape.t.size,
@@ -489,6 +511,8 @@ def tape_stats():
         "bytes": (ac_tape_bytes(&tape.t)
                   + (tape.spare_adj_size + tape.grad_adj_size) * sizeof(double)),
         "compactions": tape.compactions,
+        "compaction_passes": tape.passes,
+        "compactions_skipped": tape.skipped,
         "footprint": tape._footprint(),
         "budget": tape.budget,
     }
@@ -507,6 +531,7 @@ def _set_compaction_floor(Py_ssize_t nodes):
 
 
 def _compact():
-    """Tests only: compact this thread's tape now."""
-    _thread_tape()._compact_and_reschedule(0, 0)
+    """Tests only: compact this thread's tape now (a full pass, even where
+    it could free nothing)."""
+    _thread_tape()._compact_and_reschedule(0, 0, True)
 

@@ -46,6 +46,8 @@ cdef class Variable:
     cdef uint8_t kind             # K_CONST, K_LEAF, K_NODE or K_RELEASED
     cdef uint8_t grad_unknown     # K_NODE made after a backward() whose adjoint for it is not
                                   # known any more (see _kept_adjoint): .grad is None
+    cdef uint8_t used             # K_NODE: taken as an operand by an operation (so its node
+                                  # is not a sink; see Tape.maybe_garbage)
     cdef ac_node index            # K_NODE: its node; K_LEAF: its current entry in cache_tape's leaf table
     cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
     cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
@@ -402,6 +404,8 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
         if (<Variable>o).index < (<Tape>owner).objmap_size:
             (<Tape>owner).objmap[(<Variable>o).index] = NULL
         _unlink(<Tape>owner, <Variable>o)
+        if not (<Variable>o).used:
+            (<Tape>owner).maybe_garbage += 1     # its node may be garbage now
         if (<Tape>owner).live == 0:
             (<Tape>owner)._reset()
     (<Variable>o).owner = NULL
@@ -522,14 +526,26 @@ cdef Variable _new_constant(double y):
     v.version = 0
     v.kind = K_CONST
     v.grad_unknown = 0
+    v.used = 0
     v.prev = NULL
     v.next = NULL
     v.label = NULL
     return v
 
 
+cdef Variable _node_variable_object(Tape tape):
+    """A new Variable object for a node already on the tape.  If the
+    allocation fails, the node is left without a Variable: no death will
+    ever report it as garbage, so the next compaction must run.  (Variable
+    is not a GC type, so allocating one runs no Python code.)"""
+    tape.maybe_garbage += 1
+    v = Variable.__new__(Variable)
+    tape.maybe_garbage -= 1
+    return v
+
+
 cdef inline Variable _new_node(Tape tape, ac_node i, double y):
-    cdef Variable v = _alloc_variable()
+    cdef Variable v = _alloc_variable() if _nspare else _node_variable_object(tape)
     v.value = y
     v.grad_value = 0.0
     _incref(<PyObject *>tape)
@@ -539,6 +555,7 @@ cdef inline Variable _new_node(Tape tape, ac_node i, double y):
     v.version = 0
     v.kind = K_NODE
     v.grad_unknown = 0
+    v.used = 0
     v.label = NULL
     v.prev = NULL
     v.next = tape.live_head

@@ -739,3 +739,93 @@ def test_op_on_stale_graph_without_compaction_raises_at_backward():
         assert (a.grad, b.grad) == (0.0, 0.0)
 
     in_fresh_thread(body)
+
+
+# ---------------------------------------------------------------------------
+# compaction skips passes that cannot free anything
+# ---------------------------------------------------------------------------
+
+def _chain(x, y, n):
+    for _ in range(n):
+        y = y * 0.999999 + x
+    return y
+
+
+def test_a_growing_graph_is_never_walked(small_floor):
+    """A chain keeps every node reachable: no temporary dies unused, so the
+    budget doubles without a marking pass (issue 13), and the gradient is
+    that of a tape that never reached its budget."""
+    def body():
+        x = ag.Variable(0.5)
+        y = _chain(x, x, 100_000)                   # 200,000 nodes, 20x the floor
+        s = stats()
+        assert s["nodes"] == 200_000
+        assert s["compaction_passes"] == 0 and s["compactions_skipped"] >= 4
+        y.backward()
+        return x.grad
+
+    grad = in_fresh_thread(body)
+    expected = (1 - 0.999999 ** 100_001) / (1 - 0.999999)
+    assert grad == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_dead_temporary_makes_the_next_pass_run(small_floor):
+    """A Variable that dies unused leaves its node unreachable: the next
+    time the budget is reached, a pass runs and drops it."""
+    def body():
+        x = ag.Variable(0.5)
+        y = _chain(x, x, 10_000)
+        dead = y * 3.0 + 1.0                        # two nodes, the last a sink ...
+        del dead                                    # ... which dies unused
+        passes = stats()["compaction_passes"]
+        y = _chain(x, y, 20_000)
+        s = stats()
+        assert s["compaction_passes"] > passes
+        assert s["nodes"] == 2 * 30_000             # the two dead nodes are gone
+        y.backward()
+        return x.grad
+
+    expected = (1 - 0.999999 ** 30_001) / (1 - 0.999999)
+    assert in_fresh_thread(body) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_node_object_dying_unused_makes_the_next_pass_run(small_floor):
+    """A node object made by _prev dies unused: its node may be a sink
+    (here it is not), so the next pass runs rather than being skipped."""
+    def body():
+        x = ag.Variable(0.5)
+        y = _chain(x, x, 10_000)
+        parents = list(y._prev)                     # node objects for y's operands
+        del parents
+        passes = stats()["compaction_passes"]
+        y = _chain(x, y, 20_000)
+        assert stats()["compaction_passes"] > passes
+        assert stats()["nodes"] == 60_000           # nothing was garbage
+        y.backward()
+        return x.grad
+
+    expected = (1 - 0.999999 ** 30_001) / (1 - 0.999999)
+    assert in_fresh_thread(body) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_layer_failing_midway_makes_the_next_pass_run(small_floor):
+    """detect_anomaly stops a layer after some of its nodes are on the tape,
+    with no Variable for them: the next pass must run and drop them."""
+    def body():
+        x = ag.Variable(0.5)
+        w = [[ag.Variable(1.0)], [ag.Variable(float("inf"))]]
+        b = [ag.Variable(0.0), ag.Variable(0.0)]
+        with ag.detect_anomaly():
+            with pytest.raises(FloatingPointError):
+                _core._dense(w, b, [x], None)       # the second neuron's value is inf
+        orphans = stats()["nodes"]
+        assert orphans >= 1
+        y = _chain(x, x, 20_000)
+        s = stats()
+        assert s["compaction_passes"] >= 1
+        assert s["nodes"] == 40_000                 # the layer's nodes are gone
+        y.backward()
+        return x.grad
+
+    expected = (1 - 0.999999 ** 20_001) / (1 - 0.999999)
+    assert in_fresh_thread(body) == pytest.approx(expected, rel=1e-9)
