@@ -202,16 +202,13 @@ cdef int _backward(Variable v, object gradient) except -1:
             _owning_tape(v)                        # released meanwhile: says so
         root = v.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, False)
-        try:
-            # detect_anomaly inspects the gradients before any is handed over
-            _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
-            if ac_this_thread().anomaly:
-                _check_backward(tape, adj, &swept, root, seed)
-            _deliver(tape, adj + root + 1, &swept, root, None, None)
-            _keep_adjoints(tape, adj, swept.lo, root)
-            _remember_pass(tape, adj, swept.lo, root, seed)
-        finally:
-            tape._done_with_adjoints(adj)
+        # detect_anomaly inspects the gradients before any is handed over
+        _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
+        if ac_this_thread().anomaly:
+            _check_backward(tape, adj, &swept, root, seed)
+        _deliver(tape, adj + root + 1, &swept, root, None, None)
+        _keep_adjoints(tape, adj, swept.lo, root)
+        _remember_pass(tape, adj, swept.lo, root)
     finally:
         tape.fn_results = None
         _leave_busy(tape)
@@ -290,25 +287,22 @@ def grad(output, inputs):
             _owning_tape(out)
         root = out.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, True)
-        try:
-            _sweep(tape, adj, root, 1.0, 0, &swept)
-            if ac_this_thread().anomaly:
-                _check_backward(tape, adj, &swept, root, 1.0)
-            wanted = {}
-            for j, x in enumerate(inputs):
-                v = x
-                if v.kind == K_LEAF:
-                    wanted[id(v)] = j
-                elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
-                    result[j] = adj[v.index]
-            _deliver(tape, adj + root + 1, &swept, root, wanted, result)
-            # several inputs may be the same leaf
-            for j, x in enumerate(inputs):
-                v = x
-                if v.kind == K_LEAF and wanted[id(v)] != j:
-                    result[j] = result[wanted[id(v)]]
-        finally:
-            tape._done_with_adjoints(adj)
+        _sweep(tape, adj, root, 1.0, 0, &swept)
+        if ac_this_thread().anomaly:
+            _check_backward(tape, adj, &swept, root, 1.0)
+        wanted = {}
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF:
+                wanted[id(v)] = j
+            elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
+                result[j] = adj[v.index]
+        _deliver(tape, adj + root + 1, &swept, root, wanted, result)
+        # several inputs may be the same leaf
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF and wanted[id(v)] != j:
+                result[j] = result[wanted[id(v)]]
     finally:
         tape.fn_results = None
         _leave_busy(tape)

@@ -1,50 +1,22 @@
-/* tape.c -- storage, reverse sweep and compaction of the Wengert list.
+/* tape.c -- storage and reverse sweep of the Wengert list.
  * Plain C; see tape.h for the layout and the invariants. */
 #include <math.h>
 #include <stdlib.h>
 #include "tape.h"
 
 #define AC_INITIAL_NODES   1024
-#define AC_SHRINK_ABOVE    ((ac_node)1 << 20)   /* a cleared tape larger than this gives memory back */
-
-#if defined(__GNUC__) || defined(__clang__)
-#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define AC_UNLIKELY(x) (x)
-#endif
-
-/* The opcode enum orders the groups: n-ary, one operand, constant, binary. */
-#define AC_FIRST_CONST   AC_ADDC
-#define AC_FIRST_BINARY  AC_ADD
-static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC_FIRST_BINARY; }
-
-/* Run BODY with R bound to each operand reference of node word w (node
- * indices and leaf references alike; constants are not operands). */
-#define AC_FOR_EACH_OPERAND(t, w, R, BODY)                                        \
-    do {                                                                          \
-        int op_ = ac_opcode(w);                                                   \
-        if (op_ >= AC_FIRST_BINARY) {                                             \
-            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
-            R = (uint32_t)ac_operand_b(w); BODY;                                  \
-        } else if (op_ > AC_LAST_NARY) {                                          \
-            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
-        } else {                                                                  \
-            const uint32_t *refs_ = (t)->args + ac_offset(w);                     \
-            uint32_t k_, m_ = refs_[0];                                           \
-            for (k_ = 1; k_ <= m_; ++k_) {                                        \
-                if (!(refs_[k_] & AC_REF_CONST)) { uint32_t R = refs_[k_]; BODY; } \
-            }                                                                     \
-        }                                                                         \
-    } while (0)
 
 /* ---- storage ------------------------------------------------------------ */
 
-/* realloc for arrays: checks the multiplication, leaves *p alone on failure */
-static int ac_resize(void **p, int64_t count, size_t item)
+/* realloc for arrays: checks the multiplication, leaves *p alone on failure.
+ * A block handed to tape_retain.c is taken back first: the reaper must never
+ * see a block move or go. */
+static int ac_resize(ac_tape *t, void **p, int64_t count, size_t item)
 {
     void *q;
     if (count < 1) count = 1;
     if ((uint64_t)count > SIZE_MAX / item) return -1;
+    ac_retain_take(&t->retained, *p, SIZE_MAX);
     q = realloc(*p, (size_t)count * item);
     if (q == NULL) return -1;
     *p = q;
@@ -58,6 +30,7 @@ void ac_tape_init(ac_tape *t)
 
 void ac_tape_free(ac_tape *t)
 {
+    ac_retain_end(&t->retained);    /* the reaper must not touch them any more */
     free(t->code);
     free(t->val);
     free(t->consts);
@@ -78,72 +51,127 @@ void ac_tape_free(ac_tape *t)
     }
 }
 
+/* Give back capacity a compaction left unused: arrays more than four times
+ * larger than what they hold shrink to twice that.  A shrinking realloc that
+ * fails leaves an array larger than `want`, still a valid size. */
+static int64_t ac_trim_to(int64_t alloc, int64_t used, int64_t floor)
+{
+    int64_t want = 2 * used > floor ? 2 * used : floor;
+    return alloc > 4 * used && alloc > want ? want : alloc;
+}
+
+/* Arrays below their floor are left alone: the initial sizes for a
+ * compaction, AC_SHRINK_ABOVE when a graph dies (only large arrays are
+ * kept for the next recording, and at most 4x what the graph held). */
+static void ac_trim(ac_tape *t, int large_only)
+{
+    int64_t want = ac_trim_to(t->alloc, t->size, large_only ? AC_SHRINK_ABOVE : AC_INITIAL_NODES);
+    if (want < t->alloc) {
+        ac_resize(t, (void **)&t->code, want, sizeof *t->code);
+        ac_resize(t, (void **)&t->val, want, sizeof *t->val);
+        t->alloc = want;
+        if (t->capacity > want) t->capacity = want;
+    }
+    want = ac_trim_to(t->consts_alloc, t->nconsts, large_only ? AC_SHRINK_ABOVE : 256);
+    if (want < t->consts_alloc) {
+        ac_resize(t, (void **)&t->consts, want, sizeof *t->consts);
+        t->consts_alloc = want;
+        if (t->consts_capacity > want) t->consts_capacity = want;
+    }
+    want = ac_trim_to(t->args_alloc, t->nargs, large_only ? AC_SHRINK_ABOVE : 1024);
+    if (want < t->args_alloc) {
+        ac_resize(t, (void **)&t->args, want, sizeof *t->args);
+        t->args_alloc = want;
+        if (t->args_capacity > want) t->args_capacity = want;
+    }
+    want = ac_trim_to(t->leaves_alloc, t->nleaves, large_only ? AC_SHRINK_ABOVE : 64);
+    if (want < t->leaves_alloc) {
+        ac_resize(t, (void **)&t->leaf_obj, want, sizeof *t->leaf_obj);
+        ac_resize(t, (void **)&t->leaf_val, want, sizeof *t->leaf_val);
+        ac_resize(t, (void **)&t->leaf_version, want, sizeof *t->leaf_version);
+        ac_resize(t, (void **)&t->leaf_grad, want, sizeof *t->leaf_grad);
+        ac_resize(t, (void **)&t->leaf_flags, want, sizeof *t->leaf_flags);
+        t->leaves_alloc = want;
+        if (t->leaves_capacity > want) t->leaves_capacity = want;
+    }
+}
+
+void ac_tape_trim(ac_tape *t) { ac_trim(t, 0); }
+
 void ac_tape_clear(ac_tape *t)
 {
+    ac_retain_end(&t->retained);    /* whatever a previous graph did not take back */
+    ac_trim(t, 1);
     t->size = 0;
     t->nconsts = 0;
     t->nargs = 0;
     t->nleaves = 0;
     t->ndetached = 0;
+    t->capacity = t->alloc;
+    t->consts_capacity = t->consts_alloc;
+    t->args_capacity = t->args_alloc;
+    t->leaves_capacity = t->leaves_alloc;
     memset(t->const_cache, 0, sizeof t->const_cache);
-    if (t->capacity > AC_SHRINK_ABOVE) {
+}
+
+int ac_tape_retain(ac_tape *t, void *const *extra, const size_t *lo, const size_t *hi, int nextra)
+{
+    void *blocks[AC_RETAIN_BLOCKS];
+    size_t from[AC_RETAIN_BLOCKS], to[AC_RETAIN_BLOCKS];
+    int n = 0, k;
+#define AC_HAND_OVER(P, ALLOC)                                                 \
+    if ((ALLOC) > AC_SHRINK_ABOVE) {                                           \
+        blocks[n] = (P);                                                       \
+        from[n] = 0;                                                           \
+        to[n++] = (size_t)(ALLOC) * sizeof *(P);                               \
+    }
+    AC_HAND_OVER(t->code, t->alloc)
+    AC_HAND_OVER(t->val, t->alloc)
+    AC_HAND_OVER(t->consts, t->consts_alloc)
+    AC_HAND_OVER(t->args, t->args_alloc)
+    AC_HAND_OVER(t->leaf_obj, t->leaves_alloc)
+    AC_HAND_OVER(t->leaf_val, t->leaves_alloc)
+    AC_HAND_OVER(t->leaf_version, t->leaves_alloc)
+    AC_HAND_OVER(t->leaf_grad, t->leaves_alloc)
+    AC_HAND_OVER(t->leaf_flags, t->leaves_alloc)
+#undef AC_HAND_OVER
+    for (k = 0; k < nextra && n < AC_RETAIN_BLOCKS; ++k) {
+        blocks[n] = extra[k];
+        from[n] = lo[k];
+        to[n++] = hi[k];
+    }
+    if (n == 0) return 0;
+    if (ac_retain(&t->retained, blocks, from, to, n) < 0) return -1;
+    if (t->alloc > AC_SHRINK_ABOVE) t->capacity = 0;
+    if (t->consts_alloc > AC_SHRINK_ABOVE) t->consts_capacity = 0;
+    if (t->args_alloc > AC_SHRINK_ABOVE) t->args_capacity = 0;
+    if (t->leaves_alloc > AC_SHRINK_ABOVE) t->leaves_capacity = 0;
+    return 0;
+}
+
+void ac_tape_free_large(ac_tape *t)
+{
+    ac_retain_end(&t->retained);
+    if (t->alloc > AC_SHRINK_ABOVE) {
         free(t->code); t->code = NULL;
         free(t->val); t->val = NULL;
-        t->capacity = 0;
+        t->capacity = t->alloc = 0;
     }
-    if (t->consts_capacity > AC_SHRINK_ABOVE) {
+    if (t->consts_alloc > AC_SHRINK_ABOVE) {
         free(t->consts); t->consts = NULL;
-        t->consts_capacity = 0;
+        t->consts_capacity = t->consts_alloc = 0;
     }
-    if (t->args_capacity > AC_SHRINK_ABOVE) {
+    if (t->args_alloc > AC_SHRINK_ABOVE) {
         free(t->args); t->args = NULL;
-        t->args_capacity = 0;
+        t->args_capacity = t->args_alloc = 0;
     }
-    if (t->leaves_capacity > AC_SHRINK_ABOVE) {
+    if (t->leaves_alloc > AC_SHRINK_ABOVE) {
         free(t->leaf_obj); t->leaf_obj = NULL;
         free(t->leaf_val); t->leaf_val = NULL;
         free(t->leaf_version); t->leaf_version = NULL;
         free(t->leaf_grad); t->leaf_grad = NULL;
         free(t->leaf_flags); t->leaf_flags = NULL;
-        t->leaves_capacity = 0;
-    }
-}
-
-/* Give back capacity a compaction left unused: arrays more than four times
- * larger than what they hold shrink to twice that.  A shrinking realloc that
- * fails leaves an array larger than `want`, still a valid capacity. */
-static int64_t ac_trim_to(int64_t capacity, int64_t used, int64_t initial)
-{
-    int64_t want = 2 * used > initial ? 2 * used : initial;
-    return capacity > 4 * used && capacity > want ? want : capacity;
-}
-
-void ac_tape_trim(ac_tape *t)
-{
-    int64_t want = ac_trim_to(t->capacity, t->size, AC_INITIAL_NODES);
-    if (want < t->capacity) {
-        ac_resize((void **)&t->code, want, sizeof *t->code);
-        ac_resize((void **)&t->val, want, sizeof *t->val);
-        t->capacity = want;
-    }
-    want = ac_trim_to(t->consts_capacity, t->nconsts, 256);
-    if (want < t->consts_capacity) {
-        ac_resize((void **)&t->consts, want, sizeof *t->consts);
-        t->consts_capacity = want;
-    }
-    want = ac_trim_to(t->args_capacity, t->nargs, 1024);
-    if (want < t->args_capacity) {
-        ac_resize((void **)&t->args, want, sizeof *t->args);
-        t->args_capacity = want;
-    }
-    want = ac_trim_to(t->leaves_capacity, t->nleaves, 64);
-    if (want < t->leaves_capacity) {
-        ac_resize((void **)&t->leaf_obj, want, sizeof *t->leaf_obj);
-        ac_resize((void **)&t->leaf_val, want, sizeof *t->leaf_val);
-        ac_resize((void **)&t->leaf_version, want, sizeof *t->leaf_version);
-        ac_resize((void **)&t->leaf_grad, want, sizeof *t->leaf_grad);
-        ac_resize((void **)&t->leaf_flags, want, sizeof *t->leaf_flags);
-        t->leaves_capacity = want;
+        t->leaves_capacity = t->leaves_alloc = 0;
     }
 }
 
@@ -154,24 +182,43 @@ static int64_t ac_next_capacity(int64_t have, int64_t need, int64_t initial, int
     return cap > limit ? limit : cap;
 }
 
+/* Growth to capacity `cap` of an array group whose allocation is `alloc`:
+ * within the allocation, the entries are taken back from tape_retain.c;
+ * beyond it, the arrays are reallocated.  AC_TAKE and AC_GROW run per array. */
+#define AC_TAKE(P, CAP) ac_retain_take(&t->retained, (P), (size_t)(CAP) * sizeof *(P))
+#define AC_GROW(P, CAP) if (ac_resize(t, (void **)&(P), (CAP), sizeof *(P)) < 0) return -1
+
 int ac_grow_nodes(ac_tape *t, ac_node need)
 {
     ac_node cap;
     if (need <= t->capacity) return 0;
     if (need > AC_MAX_NODES) return -2;
     cap = ac_next_capacity(t->capacity, need, AC_INITIAL_NODES, AC_MAX_NODES);
-    if (ac_resize((void **)&t->code, cap, sizeof *t->code) < 0) return -1;
-    if (ac_resize((void **)&t->val, cap, sizeof *t->val) < 0) return -1;
+    if (need <= t->alloc) {
+        if (cap > t->alloc) cap = t->alloc;
+        AC_TAKE(t->code, cap);
+        AC_TAKE(t->val, cap);
+    } else {
+        AC_GROW(t->code, cap);
+        AC_GROW(t->val, cap);
+        t->alloc = cap;
+    }
     t->capacity = cap;
     return 0;
 }
 
 int ac_grow_consts(ac_tape *t)
 {
-    int64_t cap;
+    int64_t cap, need = t->nconsts + 1;
     if (t->nconsts >= AC_MAX_CONSTS) return -1;
-    cap = ac_next_capacity(t->consts_capacity, t->nconsts + 1, 256, AC_MAX_CONSTS);
-    if (ac_resize((void **)&t->consts, cap, sizeof *t->consts) < 0) return -1;
+    cap = ac_next_capacity(t->consts_capacity, need, 256, AC_MAX_CONSTS);
+    if (need <= t->consts_alloc) {
+        if (cap > t->consts_alloc) cap = t->consts_alloc;
+        AC_TAKE(t->consts, cap);
+    } else {
+        AC_GROW(t->consts, cap);
+        t->consts_alloc = cap;
+    }
     t->consts_capacity = cap;
     return 0;
 }
@@ -182,7 +229,13 @@ int ac_reserve_args(ac_tape *t, int64_t more)
     if (need <= t->args_capacity) return 0;
     if (need > ((int64_t)1 << 56)) return -1;
     cap = ac_next_capacity(t->args_capacity, need, 1024, (int64_t)1 << 56);
-    if (ac_resize((void **)&t->args, cap, sizeof *t->args) < 0) return -1;
+    if (need <= t->args_alloc) {
+        if (cap > t->args_alloc) cap = t->args_alloc;
+        AC_TAKE(t->args, cap);
+    } else {
+        AC_GROW(t->args, cap);
+        t->args_alloc = cap;
+    }
     t->args_capacity = cap;
     return 0;
 }
@@ -193,14 +246,27 @@ int ac_reserve_leaves(ac_tape *t, int64_t more)
     if (need <= t->leaves_capacity) return 0;
     if (need > AC_MAX_LEAVES) return -2;
     cap = ac_next_capacity(t->leaves_capacity, need, 64, AC_MAX_LEAVES);
-    if (ac_resize((void **)&t->leaf_obj, cap, sizeof *t->leaf_obj) < 0) return -1;
-    if (ac_resize((void **)&t->leaf_val, cap, sizeof *t->leaf_val) < 0) return -1;
-    if (ac_resize((void **)&t->leaf_version, cap, sizeof *t->leaf_version) < 0) return -1;
-    if (ac_resize((void **)&t->leaf_grad, cap, sizeof *t->leaf_grad) < 0) return -1;
-    if (ac_resize((void **)&t->leaf_flags, cap, sizeof *t->leaf_flags) < 0) return -1;
+    if (need <= t->leaves_alloc) {
+        if (cap > t->leaves_alloc) cap = t->leaves_alloc;
+        AC_TAKE(t->leaf_obj, cap);
+        AC_TAKE(t->leaf_val, cap);
+        AC_TAKE(t->leaf_version, cap);
+        AC_TAKE(t->leaf_grad, cap);
+        AC_TAKE(t->leaf_flags, cap);
+    } else {
+        AC_GROW(t->leaf_obj, cap);
+        AC_GROW(t->leaf_val, cap);
+        AC_GROW(t->leaf_version, cap);
+        AC_GROW(t->leaf_grad, cap);
+        AC_GROW(t->leaf_flags, cap);
+        t->leaves_alloc = cap;
+    }
     t->leaves_capacity = cap;
     return 0;
 }
+
+#undef AC_TAKE
+#undef AC_GROW
 
 size_t ac_tape_bytes(const ac_tape *t)
 {
@@ -208,8 +274,8 @@ size_t ac_tape_bytes(const ac_tape *t)
          + (size_t)t->consts_capacity * sizeof *t->consts
          + (size_t)t->args_capacity * sizeof *t->args
          + (size_t)t->leaves_capacity * (sizeof *t->leaf_obj + sizeof *t->leaf_val
-                                          + sizeof *t->leaf_version + sizeof *t->leaf_grad
-                                          + sizeof *t->leaf_flags);
+                                         + sizeof *t->leaf_version + sizeof *t->leaf_grad
+                                         + sizeof *t->leaf_flags);
 }
 
 /* ---- reverse sweep ------------------------------------------------------ */
@@ -556,172 +622,4 @@ void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root)
     int64_t k;
     for (i = r->lo; i <= root; ++i) t->code[i] &= ~AC_MARK;
     for (k = r->leaf_lo; k <= r->leaf_hi; ++k) t->leaf_flags[k] &= (uint8_t)~AC_LEAF_MARK;
-}
-
-/* ---- compaction --------------------------------------------------------- */
-
-uint64_t *ac_stale_nodes(const ac_tape *t, const uint8_t *stale_leaf, int *failed)
-{
-    ac_node i;
-    uint64_t *bits = calloc((size_t)(t->size / 64 + 1), sizeof *bits);
-    *failed = bits == NULL;
-    if (bits == NULL) return NULL;
-    for (i = 0; i < t->size; ++i) {    /* upward: operands are decided before their users */
-        ac_code w = t->code[i];
-        int stale = 0;
-        AC_FOR_EACH_OPERAND(t, w, ref, {
-            stale |= ac_is_leaf_ref(ref) ? stale_leaf[ref & AC_INDEX_MASK] != 0 : ac_bit(bits, ref);
-        });
-        if (stale) bits[i >> 6] |= (uint64_t)1 << (i & 63);
-    }
-    return bits;
-}
-
-void ac_compact_free(ac_compactor *cp)
-{
-    free(cp->keep);
-    free(cp->rank);
-    free(cp->new_consts);
-    memset(cp, 0, sizeof *cp);
-}
-
-/* Propagate marks from the roots down; count the marked nodes and the
- * constant references they hold.  With keep != NULL, also move the node
- * marks into keep (clearing them). */
-static ac_node ac_propagate_marks(ac_tape *t, uint64_t *keep, int64_t *const_refs)
-{
-    ac_code *code = t->code;
-    ac_node i, kept = 0;
-    for (i = t->size - 1; i >= 0; --i) {   /* downward: users before operands */
-        ac_code c = code[i];
-        int op = ac_opcode(c);
-        if (!(c & AC_MARK)) continue;
-        ++kept;
-        if (keep != NULL) {
-            code[i] = c & ~AC_MARK;
-            keep[i >> 6] |= (uint64_t)1 << (i & 63);
-        }
-        AC_FOR_EACH_OPERAND(t, c, ref, {
-            if (ac_is_leaf_ref(ref)) t->leaf_flags[ref & AC_INDEX_MASK] |= AC_LEAF_MARK;
-            else code[ref] |= AC_MARK;
-        });
-        if (ac_uses_const(op)) {
-            *const_refs += 1;
-        } else if (ac_is_nary(op)) {
-            const uint32_t *refs = t->args + ac_offset(c);
-            uint32_t k;
-            for (k = 1; k <= refs[0]; ++k) *const_refs += (refs[k] & AC_REF_CONST) != 0;
-        }
-    }
-    return kept;
-}
-
-static void ac_clear_all_marks(ac_tape *t)
-{
-    ac_node i;
-    int64_t k;
-    for (i = 0; i < t->size; ++i) t->code[i] &= ~AC_MARK;
-    for (k = 0; k < t->nleaves; ++k) t->leaf_flags[k] &= (uint8_t)~AC_LEAF_MARK;
-}
-
-int ac_compact_begin(ac_tape *t, ac_compactor *cp)
-{
-    int64_t words = t->size / 64 + 1, w, const_refs = 0;
-    ac_node running = 0, reachable;
-
-    memset(cp, 0, sizeof *cp);
-    /* A first pass without the bitmap: often everything is reachable (one
-     * growing graph), and then nothing needs allocating or moving. */
-    {
-        ac_code *code = t->code;
-        ac_node i;
-        reachable = 0;
-        for (i = t->size - 1; i >= 0; --i) {
-            if (!(code[i] & AC_MARK)) continue;
-            ++reachable;
-            AC_FOR_EACH_OPERAND(t, code[i], ref, {
-                if (!ac_is_leaf_ref(ref)) code[ref] |= AC_MARK;
-            });
-        }
-    }
-    if (reachable == t->size) {
-        ac_clear_all_marks(t);
-        return 0;
-    }
-    cp->keep = calloc((size_t)words + 1, sizeof *cp->keep);
-    cp->rank = malloc(((size_t)words + 1) * sizeof *cp->rank);
-    if (cp->keep == NULL || cp->rank == NULL) {
-        ac_clear_all_marks(t);
-        ac_compact_free(cp);
-        return -1;
-    }
-    ac_propagate_marks(t, cp->keep, &const_refs);   /* marks are all set; this moves them */
-    for (w = 0; w <= words; ++w) {
-        cp->rank[w] = running;
-        running += (ac_node)ac_popcount(cp->keep[w]);
-    }
-    cp->kept = running;
-    cp->new_consts_capacity = const_refs > 0 ? const_refs : 1;
-    cp->new_consts = malloc((size_t)cp->new_consts_capacity * sizeof *cp->new_consts);
-    if (cp->new_consts == NULL) {
-        ac_clear_all_marks(t);
-        ac_compact_free(cp);
-        return -1;
-    }
-    return 1;
-}
-
-static uint32_t ac_remap_ref(const ac_compactor *cp, const int64_t *leaf_remap, uint32_t r)
-{
-    return ac_is_leaf_ref(r) ? (uint32_t)(AC_LEAF_REF | (uint32_t)leaf_remap[r & AC_INDEX_MASK])
-                             : (uint32_t)ac_rank(cp, r);
-}
-
-void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap)
-{
-    ac_code *code = t->code;
-    double *val = t->val, *old_consts = t->consts;
-    int64_t new_nargs = 0;
-    ac_node i, j = 0;
-
-    /* Surviving constants are re-added to the new pool through a fresh dedup
-     * cache; the pool has room for every reference, so it never grows. */
-    t->consts = cp->new_consts;
-    t->consts_capacity = cp->new_consts_capacity;
-    t->nconsts = 0;
-    cp->new_consts = NULL;
-    memset(t->const_cache, 0, sizeof t->const_cache);
-
-    for (i = 0; i < t->size; ++i) {
-        ac_code w, out;
-        int op;
-        if (!ac_bit(cp->keep, i)) continue;
-        w = code[i];
-        op = ac_opcode(w);
-        if (ac_is_nary(op)) {
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t *dst = t->args + new_nargs, k, m = refs[0];
-            dst[0] = m;    /* dst <= refs: copying upward never overwrites an unread ref */
-            for (k = 1; k <= m; ++k) {
-                uint32_t r = refs[k];
-                dst[k] = (r & AC_REF_CONST)
-                    ? (AC_REF_CONST | (uint32_t)ac_const_index(t, old_consts[r & ~AC_REF_CONST]))
-                    : ac_remap_ref(cp, leaf_remap, r);
-            }
-            out = ac_pack_offset(op, (uint64_t)new_nargs);
-            new_nargs += (int64_t)m + 1;
-        } else if (op >= AC_FIRST_BINARY) {
-            out = ac_pack(op, ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_a(w)),
-                          ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_b(w)));
-        } else {
-            uint64_t b = ac_uses_const(op) ? (uint64_t)ac_const_index(t, old_consts[ac_operand_b(w)]) : 0;
-            out = ac_pack(op, ac_remap_ref(cp, leaf_remap, (uint32_t)ac_operand_a(w)), b);
-        }
-        code[j] = out;
-        val[j] = val[i];
-        ++j;
-    }
-    t->size = j;
-    t->nargs = new_nargs;
-    free(old_consts);
 }

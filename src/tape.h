@@ -81,18 +81,37 @@ typedef int (*ac_poll_hook)(void *ctx);
 #define AC_LAST_NARY AC_CUSTOM    /* opcodes up to this one keep operand lists in args */
 static inline int ac_is_nary(int op) { return op <= AC_LAST_NARY; }
 
+/* Parts of a dead graph's large arrays, kept for the next recording until a
+ * deadline (tape_retain.c): block k's bytes [lo[k], hi[k]).  The owner
+ * writes `registered`, the blocks and their ranges; the rest belongs to
+ * tape_retain.c's lock while registered. */
+#define AC_RETAIN_BLOCKS 12
+typedef struct ac_retained {
+    struct ac_retained *prev, *next;  /* the reaper's list */
+    double since, deadline;           /* monotonic seconds */
+    int state;                        /* kept, or released (pages given back) */
+    int registered;                   /* handed over and not ended by the owner */
+    int nblocks;
+    void *block[AC_RETAIN_BLOCKS];
+    size_t lo[AC_RETAIN_BLOCKS], hi[AC_RETAIN_BLOCKS];
+} ac_retained;
+
+/* Every array has a capacity, the entries the tape may write, and an
+ * allocated size (*_alloc, at least the capacity).  They differ after a
+ * graph died: the entries between them are kept with tape_retain.c and
+ * taken back as a new graph grows into them (see ac_retain). */
 typedef struct ac_tape {
     ac_code *code;            /* [capacity] opcode and operands of each node */
     double *val;              /* [capacity] forward value of each node */
     ac_node size;             /* nodes recorded */
-    ac_node capacity;
+    ac_node capacity, alloc;
 
     double *consts;           /* constant operands, deduplicated through const_cache */
-    int64_t nconsts, consts_capacity;
+    int64_t nconsts, consts_capacity, consts_alloc;
     uint32_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
 
     uint32_t *args;           /* n-ary operand lists: a count, then that many references */
-    int64_t nargs, args_capacity;
+    int64_t nargs, args_capacity, args_alloc;
 
     /* Leaf table, in order of first use.  Entry k: the leaf object
      * leaf_obj[k] (a strong reference owned by the Cython layer), its value
@@ -107,26 +126,54 @@ typedef struct ac_tape {
     uint32_t *leaf_version;
     double *leaf_grad;
     uint8_t *leaf_flags;
-    int64_t nleaves, leaves_capacity;
+    int64_t nleaves, leaves_capacity, leaves_alloc;
     int64_t ndetached;        /* entries that are not their leaf's current one */
 
     ac_custom_hook custom_backward;   /* set by the owner when it records AC_CUSTOM nodes */
     ac_poll_hook poll;                /* set by the owner: interrupt long sweeps (or NULL) */
     void *custom_ctx;                 /* the hooks' context */
     int busy;                 /* nonzero while the owner reads or rewrites the tape: nothing may change it */
+    ac_retained retained;     /* array parts kept after the graph died (tape_retain.c) */
 } ac_tape;
 
 /* Set-up and storage.  Growth functions return 0, or -1 when memory (or the
  * index space) runs out; they never free what is already recorded. */
 void ac_tape_init(ac_tape *t);
-void ac_tape_free(ac_tape *t);             /* frees the arrays; keeps the hook */
-void ac_tape_clear(ac_tape *t);            /* forget every node; keeps memory unless it is large */
+void ac_tape_free(ac_tape *t);             /* frees the arrays (ending any retention first);
+                                              keeps the hooks */
+void ac_tape_clear(ac_tape *t);            /* forget every node; large arrays shrink to at
+                                              most 4x what they held; memory is kept */
 void ac_tape_trim(ac_tape *t);             /* give back capacity far above what is held */
+/* After ac_tape_clear: hand every array above AC_SHRINK_ABOVE entries,
+ * and the given extra blocks (bytes [lo, hi) of each), to tape_retain.c;
+ * those arrays' capacities drop to 0, and growth takes their entries back.
+ * Returns 0, or -1 where that is unavailable: then the caller frees them
+ * (ac_tape_free_large) and the extra blocks. */
+#define AC_SHRINK_ABOVE ((int64_t)1 << 20)
+int ac_tape_retain(ac_tape *t, void *const *extra, const size_t *lo, const size_t *hi, int nextra);
+void ac_tape_free_large(ac_tape *t);       /* free arrays above AC_SHRINK_ABOVE entries */
 int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
 int ac_grow_consts(ac_tape *t);
 int ac_reserve_args(ac_tape *t, int64_t more);
 int ac_reserve_leaves(ac_tape *t, int64_t more);
-size_t ac_tape_bytes(const ac_tape *t);
+size_t ac_tape_bytes(const ac_tape *t);    /* bytes of the arrays' capacities (what is kept for
+                                              the next graph not included) */
+
+/* Keeping a dead graph's memory (tape_retain.c).  ac_retain: the owner
+ * hands over bytes [lo[k], hi[k]) of n blocks, which it keeps allocated but
+ * will not touch; when the deadline passes (ac_retain_seconds after this,
+ * moved later by growth: see tape_retain.c) their whole pages go back to the
+ * OS and read as zeros.  Returns 0, or -1 where this is unavailable (not
+ * Linux, no thread).  ac_retain_take: the owner will use block's bytes
+ * below upto (zeros if they were given back).  ac_retain_end: the owner
+ * takes everything back (before it frees or resizes a block).
+ * ac_retained_bytes: bytes handed over and not given back yet. */
+extern double ac_retain_seconds;
+int ac_retain(ac_retained *r, void *const *blocks, const size_t *lo, const size_t *hi, int n);
+void ac_retain_take(ac_retained *r, const void *block, size_t upto);
+void ac_retain_end(ac_retained *r);
+size_t ac_retained_bytes(ac_retained *r);
+void ac_release_retained_now(void);        /* tests: every deadline passes now */
 
 /* Index of constant c in the pool, adding it unless an equal constant (same
  * bits) is in the dedup cache; -1 when the pool cannot grow. */
@@ -249,5 +296,37 @@ static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
  * rebuild the constant pool and operand lists. */
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
 void ac_compact_free(ac_compactor *cp);
+
+/* ---- for tape*.c: opcode groups and operand walks ------------------------ */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define AC_UNLIKELY(x) (x)
+#endif
+
+/* The opcode enum orders the groups: n-ary, one operand, constant, binary. */
+#define AC_FIRST_CONST   AC_ADDC
+#define AC_FIRST_BINARY  AC_ADD
+static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC_FIRST_BINARY; }
+
+/* Run BODY with R bound to each operand reference of node word w (node
+ * indices and leaf references alike; constants are not operands). */
+#define AC_FOR_EACH_OPERAND(t, w, R, BODY)                                        \
+    do {                                                                          \
+        int op_ = ac_opcode(w);                                                   \
+        if (op_ >= AC_FIRST_BINARY) {                                             \
+            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
+            R = (uint32_t)ac_operand_b(w); BODY;                                  \
+        } else if (op_ > AC_LAST_NARY) {                                          \
+            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
+        } else {                                                                  \
+            const uint32_t *refs_ = (t)->args + ac_offset(w);                     \
+            uint32_t k_, m_ = refs_[0];                                           \
+            for (k_ = 1; k_ <= m_; ++k_) {                                        \
+                if (!(refs_[k_] & AC_REF_CONST)) { uint32_t R = refs_[k_]; BODY; } \
+            }                                                                     \
+        }                                                                         \
+    } while (0)
 
 #endif /* AUTOGRAD_C_TAPE_H */

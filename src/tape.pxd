@@ -38,6 +38,9 @@ cdef extern from "tape.h" nogil:
     uint8_t AC_LEAF_MARK              # leaf_flags: reached
     uint8_t AC_LEAF_RELEASED          # leaf_flags: a released Variable's value (no gradient)
 
+    ctypedef struct ac_retained:      # array parts kept after a graph died (tape_retain.c)
+        pass
+
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
         double *val                   # [capacity] forward value per node
@@ -58,6 +61,7 @@ cdef extern from "tape.h" nogil:
         ac_poll_hook poll                 # asked between blocks of long sweeps: stop?
         void *custom_ctx                  # the hooks' context (the Tape object)
         int busy                      # nonzero: the owner is reading or rewriting the tape
+        ac_retained retained          # array parts kept since the last graph died
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached
@@ -80,6 +84,13 @@ cdef extern from "tape.h" nogil:
     void ac_tape_free(ac_tape *t)
     void ac_tape_clear(ac_tape *t)
     void ac_tape_trim(ac_tape *t)
+    int64_t AC_SHRINK_ABOVE           # arrays above this many entries are "large"
+    int ac_tape_retain(ac_tape *t, void **extra, const size_t *lo, const size_t *hi, int nextra)
+    void ac_tape_free_large(ac_tape *t)
+    double ac_retain_seconds          # what the next graph does not take back goes after this
+    void ac_retain_take(ac_retained *r, const void *block, size_t upto)
+    size_t ac_retained_bytes(ac_retained *r)
+    void ac_release_retained_now()
     int ac_grow_nodes(ac_tape *t, ac_node need)
     int ac_reserve_args(ac_tape *t, int64_t more)
     int ac_reserve_leaves(ac_tape *t, int64_t more)

@@ -23,9 +23,11 @@ cdef enum:
     CONST_BYTES = 16
     LEAF_ENTRY_BYTES = 128
 
-# backward() keeps its adjoint buffer for the next call up to this many
-# nodes (8 MB); larger buffers are returned at once, so a big graph holds
-# 16 bytes a node, not 24, between passes.
+# backward() and grad() each keep their adjoint buffer for the next call
+# while the tape holds its graph, so a large graph does not fault a fresh
+# buffer in (8 bytes a node) on every pass.  A reset frees buffers above
+# ADJ_KEEP_MAX adjoints (8 MB); a compaction frees those far larger than the
+# tape it leaves.
 cdef enum:
     ADJ_KEEP_MAX = 1 << 20
 
@@ -72,10 +74,12 @@ cdef class Tape:
     cdef int pinned               # nested _pin calls: compaction and reset wait (t.busy:
                                   # nested _enter_busy calls, nothing may change the tape)
     cdef bint reset_pending       # the last live Variable died while busy or pinned
-    cdef double *spare_adj        # backward()'s adjoint buffer, kept between calls (ADJ_KEEP_MAX)
-    cdef ac_node spare_adj_size
+    cdef double *spare_adj        # backward()'s adjoint buffer, kept between calls (_adjoints)
+    cdef int64_t spare_adj_size   # adjoints it holds for this tape (the rest of spare_adj_alloc
+    cdef int64_t spare_adj_alloc  # is with tape_retain.c since the last graph died)
     cdef double *grad_adj         # grad()'s, so that grad() leaves backward()'s adjoints alone
-    cdef ac_node grad_adj_size
+    cdef int64_t grad_adj_size
+    cdef int64_t grad_adj_alloc
     cdef unsigned long thread_id
     cdef object thread_name
     cdef dict functions           # node index -> the Function object of each AC_CUSTOM node
@@ -90,10 +94,8 @@ cdef class Tape:
     # show its adjoints (introspection.pxi, _kept_adjoint):
     cdef ac_node kept_root        # its output node; -1: no pass since the last reset/compaction
     cdef ac_node kept_lo          # the lowest node it reached
-    cdef double kept_seed
-    cdef double *kept_adj         # its adjoints (spare_adj, or a recomputed buffer), or NULL
-    cdef bint kept_valid          # kept_adj holds them, or they can be recomputed
-    cdef dict kept_fn_results     # its Functions' gradients, for a recomputation
+    cdef double *kept_adj         # its adjoints (spare_adj), or NULL
+    cdef bint kept_valid          # kept_adj holds them (zero_grad() may have made them unknown)
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
 
@@ -159,6 +161,7 @@ cdef class Tape:
         _forget_pass(self)
         self.known_from = 0
         self.budget = _compaction_floor_bytes
+        self._retain()
         self._set_limit()
         old_consts, old_functions = self.const_objs, self.functions
         if self.const_objs:
@@ -206,30 +209,84 @@ cdef class Tape:
         self._set_limit()
         return 0
 
-    cdef double *_adjoints(self, ac_node n, bint for_grad) except NULL:
-        """A buffer for n adjoints, for backward() or for grad(); hand it
-        back with _done_with_adjoints.  Buffers up to ADJ_KEEP_MAX stay."""
-        cdef double **spare = &self.grad_adj if for_grad else &self.spare_adj
-        cdef ac_node *size = &self.grad_adj_size if for_grad else &self.spare_adj_size
-        cdef double *p
+    cdef double *_adjoints(self, int64_t n, bint for_grad) except NULL:
+        """The buffer for n adjoints of backward() (or of grad()), kept for
+        the next call.  A new one is sized for the tape's capacity (at most
+        2n), so a growing graph reallocates it as rarely as its node arrays;
+        after a graph died, the next graph takes back what it needs of the
+        part that went to tape_retain.c."""
+        cdef double **buf = &self.grad_adj if for_grad else &self.spare_adj
+        cdef int64_t *size = &self.grad_adj_size if for_grad else &self.spare_adj_size
+        cdef int64_t *alloc = &self.grad_adj_alloc if for_grad else &self.spare_adj_alloc
+        cdef int64_t want
         if not for_grad:
             _forget_pass(self)             # this pass overwrites the previous one's adjoints
         if n <= size[0]:
-            return spare[0]
-        if n <= ADJ_KEEP_MAX:
-            p = <double *>realloc(spare[0], n * sizeof(double))
-            if p != NULL:
-                spare[0] = p
-                size[0] = n
-                return p
-        p = <double *>malloc(n * sizeof(double))
-        if p == NULL:
+            return buf[0]
+        if n <= alloc[0]:
+            want = min(alloc[0], max(n, 2 * size[0]))
+            ac_retain_take(&self.t.retained, buf[0], want * sizeof(double))
+            size[0] = want
+            return buf[0]
+        self._free_adjoints(for_grad)      # its contents are not needed: no realloc copy
+        want = max(n, min(2 * n, self.t.capacity + self.t.nleaves + 1))
+        buf[0] = <double *>malloc(want * sizeof(double))
+        if buf[0] == NULL and want > n:
+            want = n
+            buf[0] = <double *>malloc(want * sizeof(double))
+        if buf[0] == NULL:
             raise MemoryError(f"out of memory allocating adjoints for {n:,} nodes")
-        return p
+        size[0] = alloc[0] = want
+        return buf[0]
 
-    cdef void _done_with_adjoints(self, double *p) noexcept:
-        if p != self.spare_adj and p != self.grad_adj:
-            free(p)
+    cdef void _free_adjoints(self, bint for_grad) noexcept:
+        cdef double **buf = &self.grad_adj if for_grad else &self.spare_adj
+        if not for_grad and self.kept_adj == self.spare_adj:
+            _forget_pass(self)
+        ac_retain_take(&self.t.retained, buf[0], <size_t>-1)   # the reaper must not see it go
+        free(buf[0])
+        buf[0] = NULL
+        if for_grad:
+            self.grad_adj_size = self.grad_adj_alloc = 0
+        else:
+            self.spare_adj_size = self.spare_adj_alloc = 0
+
+    cdef void _trim_adjoints(self, int64_t keep) noexcept:
+        """Free the adjoint buffers larger than keep adjoints."""
+        if self.spare_adj_alloc > keep:
+            self._free_adjoints(False)
+        if self.grad_adj_alloc > keep:
+            self._free_adjoints(True)
+
+    cdef void _retain(self) noexcept:
+        """The graph died: keep its large arrays and adjoint buffers for the
+        next recording, which would otherwise fault all that memory in
+        again: arrays above AC_SHRINK_ABOVE entries (buffers above
+        ADJ_KEEP_MAX adjoints) go to tape_retain.c, which gives back to the
+        OS what the next graph has not taken back about a second later.
+        Where that is not available, free them now."""
+        cdef void *extra[2]
+        cdef size_t lo[2]
+        cdef size_t hi[2]
+        cdef int n = 0
+        if self.spare_adj_alloc > ADJ_KEEP_MAX:
+            extra[n] = self.spare_adj
+            lo[n] = 0
+            hi[n] = self.spare_adj_alloc * sizeof(double)
+            n += 1
+        if self.grad_adj_alloc > ADJ_KEEP_MAX:
+            extra[n] = self.grad_adj
+            lo[n] = 0
+            hi[n] = self.grad_adj_alloc * sizeof(double)
+            n += 1
+        if ac_tape_retain(&self.t, extra, lo, hi, n) == 0:
+            if self.spare_adj_alloc > ADJ_KEEP_MAX:
+                self.spare_adj_size = 0
+            if self.grad_adj_alloc > ADJ_KEEP_MAX:
+                self.grad_adj_size = 0
+        else:
+            ac_tape_free_large(&self.t)
+            self._trim_adjoints(ADJ_KEEP_MAX)
 
     cdef int _make_room(self, ac_node n, int64_t extra_bytes=0) except -1:
         """Slow path of _reserve: room for n nodes and extra_bytes of side
@@ -352,6 +409,7 @@ cdef class Tape:
             v.index = ac_rank(&cp, v.index)
             p = v.next
         ac_tape_trim(t)
+        self._trim_adjoints(max(<int64_t>ADJ_KEEP_MAX, 2 * (t.capacity + t.nleaves + 1)))
         self.maybe_garbage = 0         # what survived is what live Variables reach
         self.compactions += 1
         # The tape is consistent from here on.  New maps first, so what a
@@ -497,7 +555,8 @@ cdef inline void _unlink(Tape tape, Variable v) noexcept:
 
 def tape_stats():
     """Counters of this thread's tape: nodes, capacity, live recorded
-    Variables, leaf entries, constants, operand-list words, bytes held,
+    Variables, leaf entries, constants, operand-list words, bytes held for
+    the graph, bytes of a dead graph kept for the next recording,
     compactions so far (passes that moved nodes), marking passes run and
     passes skipped because they could free nothing."""
     cdef Tape tape = _thread_tape()
@@ -510,6 +569,7 @@ def tape_stats():
         "args": tape.t.nargs,
         "bytes": (ac_tape_bytes(&tape.t)
                   + (tape.spare_adj_size + tape.grad_adj_size) * sizeof(double)),
+        "retained": ac_retained_bytes(&tape.t.retained),
         "compactions": tape.compactions,
         "compaction_passes": tape.passes,
         "compactions_skipped": tape.skipped,
@@ -535,3 +595,18 @@ def _compact():
     it could free nothing)."""
     _thread_tape()._compact_and_reschedule(0, 0, True)
 
+
+def _set_retain_seconds(double seconds):
+    """Tests only: how long a dead graph's large arrays are kept for the
+    next recording before their memory goes back to the OS (default 1.0;
+    0 frees them at once); returns the previous value."""
+    global ac_retain_seconds
+    previous = ac_retain_seconds
+    ac_retain_seconds = seconds
+    return previous
+
+
+def _release_retained():
+    """Tests only: give every kept block's memory back to the OS now, as the
+    reaper does when their time is up."""
+    ac_release_retained_now()

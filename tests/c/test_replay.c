@@ -13,7 +13,7 @@
  *               any block size and thread count; summed gradients within
  *               TOL_REL of the sum of the rows' Jacobians.
  * Run by tests/test_replay_c.py; by hand:
- *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape.c src/replay*.c \
+ *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape*.c src/replay*.c \
  *      -lm -pthread -o /tmp/test_replay
  *   /tmp/test_replay [graphs]      (random graphs, default 3000)
  */
