@@ -7,11 +7,13 @@
 
 For each workload and each size, several fresh interpreters (full: 5, 3 at
 10^8; --quick: 3) each record the workload, backpropagate it and drop it,
-round after round (at least 2 rounds, more while under a second), with plain
-Python floats running the same code in every round.  The table gives, per
-tape node: the best round and the median round of all processes, the first
-recording of each process (median), which pays for fresh memory, and the
-forward time over the plain-float time of the same code.
+round after round (at least 2 rounds, more while under a second), and run
+the same code in plain Python floats as many times (once before autograd_c's
+rounds, the rest after them: autograd_c's rounds run back to back, see
+measure()).  The table gives, per tape node: the best round and the median
+round of all processes, the first recording of each process (median), which
+pays for fresh memory, and the forward time over the plain-float time of the
+same code.
 
 Workloads (benchmarks/workloads.py, the code compare.py times):
   chain  y = y*a + x*0.0001, a alternating 0.9999 and 1/0.9999: 3 tape nodes
@@ -104,9 +106,28 @@ def _timed(fn):
     return time.process_time() - c0, time.perf_counter() - t0
 
 
+def _floats_round(floats):
+    """One timed run of the workload in plain floats: (CPU s, wall s, value)."""
+    gc.collect()
+    floats.leaves()
+    t, wall = _timed(floats.forward)
+    value = floats.output()
+    floats.release()
+    return t, wall, value
+
+
 def measure(name, size, quick):
     """Rounds of floats, forward and backward on workload ``name`` at ``size``
-    (iterations or samples) in this fresh process; returns a JSON-able dict."""
+    (iterations or samples) in this fresh process; returns a JSON-able dict.
+
+    autograd_c's rounds run back to back, as a training loop records one
+    graph after another: a dead graph's large arrays are kept for the next
+    recording for about a second before they go back to the OS
+    (docs/architecture.md, "Memory"), so plain-float runs in between (up to
+    37 s at 10^8 MLP nodes) would time fresh memory in every round.  The
+    first round is the first recording of the process (fresh memory: the
+    "first" columns); the plain-float rounds run one before autograd_c's
+    (its value checks them) and the rest after."""
     import autograd_c as ag
     w = W.make_workload(name, size)
     floats = W.PEERS["floats"].case(w)
@@ -120,14 +141,11 @@ def measure(name, size, quick):
 
     out = {"workload": name, "size": size, "scalar_nodes": w.nodes, "rounds": []}
     budget = ROUND_BUDGET["quick" if quick else "full"]
+    t_floats, w_floats, expected = _floats_round(floats)
+    float_rounds = [(t_floats, w_floats)]
     start = time.perf_counter()
     while len(out["rounds"]) < MAX_ROUNDS:
         first = not out["rounds"]
-        gc.collect()
-        floats.leaves()
-        t_floats, w_floats = _timed(floats.forward)
-        expected = floats.output()
-        floats.release()
         gc.collect()
         ac.leaves()
         if first:
@@ -155,11 +173,15 @@ def measure(name, size, quick):
         elif W.agree((value, grads), (out["value"], out["grads"]), tol=0.0):
             out["status"] = "WRONG: the answer changed between rounds"
             return out
-        out["rounds"].append({"floats_s": t_floats, "forward_s": t_forward, "backward_s": t_backward,
-                              "floats_wall_s": w_floats, "forward_wall_s": w_forward,
-                              "backward_wall_s": w_backward})
+        out["rounds"].append({"forward_s": t_forward, "backward_s": t_backward,
+                              "forward_wall_s": w_forward, "backward_wall_s": w_backward})
         if len(out["rounds"]) >= MIN_ROUNDS and time.perf_counter() - start > budget:
             break
+    while len(float_rounds) < len(out["rounds"]):
+        t_floats, w_floats, value = _floats_round(floats)
+        float_rounds.append((t_floats, w_floats))
+    for rd, (t_floats, w_floats) in zip(out["rounds"], float_rounds):
+        rd["floats_s"], rd["floats_wall_s"] = t_floats, w_floats
     out["status"] = "ok"
     out["version"] = W.PEERS["autograd_c"].version()
     return out
