@@ -132,19 +132,19 @@ cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node
     if ac_is_nary(op):
         inputs = ""
     elif op >= AC_ADD:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {_ref_value(t, ac_operand_b(code))!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}, {_ref_value(t, ac_ref_b(t, found))!r}"
     elif op >= AC_ADDC:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {t.consts[ac_operand_b(code)]!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}, {t.consts[ac_const_b(t, found)]!r}"
     else:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}"
     raise FloatingPointError(
         f"detect_anomaly: the backward of {ac_op_name(op).decode()}({inputs}) produced a "
         f"non-finite gradient (the result was {t.val[found]!r})")
 
 
-cdef inline double _ref_value(ac_tape *t, ac_node ref) noexcept:
-    if ref & AC_LEAF_REF:
-        return t.leaf_val[ref & ~AC_LEAF_REF]
+cdef inline double _ref_value(ac_tape *t, ac_ref ref) noexcept:
+    if ref & AC_LEAF_BIT:
+        return t.leaf_val[ref & AC_REF_INDEX]
     return t.val[ref]
 
 

@@ -144,7 +144,7 @@ cdef object _micrograd_op(Variable v):
     w = tape.t.code[v.index]
     op = ac_opcode(w)
     if op == AC_POWC:
-        c = tape.t.consts[ac_operand_b(w)]
+        c = tape.t.consts[ac_const_b(&tape.t, v.index)]
         return f"**{int(c) if c.is_integer() and -1e16 < c < 1e16 else c}"
     symbol = _MICROGRAD_SYMBOLS.get(op)
     return _op_name(v) if symbol is None else symbol
@@ -155,8 +155,8 @@ cdef set _prev_of(Variable v):
     cdef Tape tape
     cdef ac_code w
     cdef int op
-    cdef uint32_t k, m
-    cdef uint32_t *refs = NULL
+    cdef int64_t k, m
+    cdef ac_ref *refs = NULL
     if v.kind != K_NODE:
         return set()
     tape = _owning_tape(v)
@@ -168,17 +168,18 @@ cdef set _prev_of(Variable v):
         w = tape.t.code[v.index]
         op = ac_opcode(w)
         if ac_is_nary(op):
-            m = tape.t.args[ac_offset(w)]
-            refs = <uint32_t *>malloc((m + 1) * sizeof(uint32_t))
+            m = ac_nargs(&tape.t, v.index)
+            refs = <ac_ref *>malloc((m + 1) * sizeof(ac_ref))
             if refs == NULL:
                 raise MemoryError()
-            memcpy(refs, tape.t.args + ac_offset(w), (m + 1) * sizeof(uint32_t))
-            return {_ref_object(tape, refs[k], v.index, k) for k in range(1, m + 1)}
-        prev = {_ref_object(tape, <uint32_t>ac_operand_a(w), v.index, 1)}
+            for k in range(m):
+                refs[k] = ac_arg(&tape.t, v.index, k)
+            return {_ref_object(tape, refs[k - 1], v.index, k) for k in range(1, m + 1)}
+        prev = {_ref_object(tape, ac_ref_a(&tape.t, v.index), v.index, 1)}
         if op >= AC_ADD:
-            prev.add(_ref_object(tape, <uint32_t>ac_operand_b(w), v.index, 2))
+            prev.add(_ref_object(tape, ac_ref_b(&tape.t, v.index), v.index, 2))
         elif op >= AC_ADDC and op != AC_POWC:     # micrograd: x**c has x alone as child, c in _op
-            prev.add(_const_object(tape, tape.t.consts[ac_operand_b(w)], v.index, 2))
+            prev.add(_const_object(tape, tape.t.consts[ac_const_b(&tape.t, v.index)], v.index, 2))
         return prev
     finally:
         free(refs)
@@ -225,12 +226,12 @@ cdef object _const_object(Tape tape, double c, ac_node node, int position):
         tape.const_objs[key] = v
     return v
 
-cdef object _ref_object(Tape tape, uint32_t ref, ac_node node, int position):
-    if ref & AC_REF_CONST:
-        return _const_object(tape, tape.t.consts[ref & ~AC_REF_CONST], node, position)
-    if ref & AC_LEAF_REF:
-        return <object>tape.t.leaf_obj[ref & ~AC_LEAF_REF]
-    return _node_object(tape, ref)
+cdef object _ref_object(Tape tape, ac_ref ref, ac_node node, int position):
+    if ref & AC_CONST_BIT:
+        return _const_object(tape, tape.t.consts[ref & ~AC_CONST_BIT], node, position)
+    if ref & AC_LEAF_BIT:
+        return <object>tape.t.leaf_obj[ref & AC_REF_INDEX]
+    return _node_object(tape, <ac_node>ref)
 
 
 # ---------------------------------------------------------------------------

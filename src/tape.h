@@ -4,18 +4,19 @@
  * node has a smaller index.  The tape is therefore already in topological
  * order; the reverse sweep is a countdown from the output node.
  *
- * Per node the tape holds 16 bytes: a packed code word and the forward value.
- * Adjoints exist only during a sweep, in buffers the caller provides.
+ * Per node the tape holds 16 bytes: a packed code word and the forward value
+ * (18 in the wide layout, below).  Adjoints exist only during a sweep, in
+ * buffers the caller provides.
  * Constant operands (x * 0.5) live in a deduplicated side pool addressed by
  * operand b, and the operand lists of n-ary nodes (sum, dot) in a side
  * array of 32-bit references, so neither costs an extra word per node.
  *
  * Leaves (user-made Variables) are not nodes.  The first time a leaf is used
  * on a tape it gets an entry in the tape's leaf table, and operands refer to
- * it as a leaf reference: AC_LEAF_REF | entry.  The sweep never visits
+ * it as a leaf reference (AC_LEAF_BIT | entry).  The sweep never visits
  * leaves; their adjoints gather in a separate buffer indexed by entry.
  *
- * This file and tape.c hold plain C only: no Python API.  Leaf objects are
+ * This file and tape*.c hold plain C only: no Python API.  Leaf objects are
  * opaque pointers whose references the Cython layer (src/_core.pyx and its
  * .pxi includes; see docs/architecture.md) owns.
  */
@@ -26,24 +27,61 @@
 #include <string.h>
 #include "ops.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define AC_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AC_UNLIKELY(x) (x)
+#define AC_ALWAYS_INLINE inline
+#endif
+
 typedef int64_t ac_node;    /* a node index; -1 where there is none */
 typedef uint64_t ac_code;   /* a node's opcode, mark bit and operands, packed */
 
-/* Code word layout:
+/* References.  Outside the loops of tape_sweep.h and tape_compact.h, an
+ * operand is an ac_ref: a node index, AC_LEAF_BIT | leaf entry, or (in
+ * n-ary operand lists only) AC_CONST_BIT | constant-pool index.  The
+ * recorder hands these to ac_push_* and ac_set_arg, readers get them from
+ * ac_ref_a/ac_ref_b/ac_arg; the tape stores them in one of two layouts. */
+typedef uint64_t ac_ref;
+#define AC_LEAF_BIT        ((ac_ref)1 << 62)
+#define AC_CONST_BIT       ((ac_ref)1 << 63)
+#define AC_REF_INDEX       (AC_LEAF_BIT - 1)
+static inline int ac_ref_is_leaf(ac_ref r) { return (r & AC_LEAF_BIT) != 0; }
+static inline int64_t ac_ref_index(ac_ref r) { return (int64_t)(r & AC_REF_INDEX); }
+
+/* Code word, in both layouts:
  *   bits 0-6    opcode (enum ac_opcode)
  *   bit  7      mark: "reached" during a sweep or a reachability pass
- *   bits 8-35   operand a
- *   bits 36-63  operand b, or a constant-pool index for constant ops
- * An operand is a node index, or, with AC_LEAF_REF set, a leaf-table index.
- * n-ary nodes use bits 8-63 together as an offset into `args`. */
+ *   bits 8-35   operand a's field
+ *   bits 36-63  operand b's field, or a constant-pool index for constant ops
+ * n-ary nodes use bits 8-63 together as an offset into their operand list.
+ *
+ * Narrow layout (hi == NULL; every tape starts in it): a field is a node
+ * index below 2^27, or AC_NARROW_LEAF | leaf entry; a constant op's pool
+ * index is below 2^28; operand lists are 32-bit (`args`): a count, then
+ * references as fields, or AC_NARROW_CONST | pool index.  16 bytes a node;
+ * up to AC_MAX_NODES nodes and AC_MAX_LEAVES leaf entries.
+ *
+ * Wide layout (hi != NULL): entered by ac_widen when a tape would pass
+ * those limits (or ac_narrow_limit, a test knob).  The fields keep the low
+ * 27 bits of an index and the leaf flag (of a pool index: 28 bits), and
+ * hi[i] the next 8 bits, a's in its low byte and b's in its high byte;
+ * operand lists are 64-bit ac_refs (`wargs`).  18 bytes a node; up to
+ * AC_WIDE_MAX_NODES nodes and leaf entries.  Existing narrow words are
+ * valid wide words with hi = 0, so widening only adds hi and widens the
+ * operand lists.  A tape stays wide until it resets. */
 #define AC_MARK            ((ac_code)0x80)
 #define AC_FIELD_BITS      28
 #define AC_FIELD_MASK      ((ac_code)((1u << AC_FIELD_BITS) - 1))
-#define AC_LEAF_REF        (1u << 27)
-#define AC_INDEX_MASK      (AC_LEAF_REF - 1)
-#define AC_MAX_NODES       ((ac_node)AC_INDEX_MASK)    /* 134,217,727 nodes ... */
-#define AC_MAX_LEAVES      ((int64_t)AC_INDEX_MASK)    /* ... and as many leaf entries */
+#define AC_NARROW_LEAF     (1u << 27)
+#define AC_NARROW_INDEX    (AC_NARROW_LEAF - 1)
+#define AC_NARROW_CONST    0x80000000u
+#define AC_MAX_NODES       ((ac_node)AC_NARROW_INDEX)  /* narrow: 134,217,727 nodes ... */
+#define AC_MAX_LEAVES      ((int64_t)AC_NARROW_INDEX)  /* ... and as many leaf entries */
 #define AC_MAX_CONSTS      ((int64_t)AC_FIELD_MASK)
+#define AC_WIDE_MAX_NODES  (((ac_node)1 << 35) - 1)     /* wide: 34,359,738,367 */
+#define AC_WIDE_MAX_CONSTS (((int64_t)1 << 36) - 1)
 
 static inline ac_code ac_pack(int op, uint64_t a, uint64_t b)
 {
@@ -51,14 +89,32 @@ static inline ac_code ac_pack(int op, uint64_t a, uint64_t b)
 }
 static inline ac_code ac_pack_offset(int op, uint64_t offset) { return (ac_code)op | (offset << 8); }
 static inline int ac_opcode(ac_code c) { return (int)(c & 0x7f); }
-static inline ac_node ac_operand_a(ac_code c) { return (ac_node)((c >> 8) & AC_FIELD_MASK); }
-static inline ac_node ac_operand_b(ac_code c) { return (ac_node)(c >> 36); }
+static inline uint64_t ac_field_a(ac_code c) { return (c >> 8) & AC_FIELD_MASK; }
+static inline uint64_t ac_field_b(ac_code c) { return c >> 36; }
 static inline uint64_t ac_offset(ac_code c) { return c >> 8; }
-static inline int ac_is_leaf_ref(uint64_t r) { return (r & AC_LEAF_REF) != 0; }
 
-/* n-ary operand references: an operand as above, or, with AC_REF_CONST, a
- * constant-pool index */
-#define AC_REF_CONST       0x80000000u
+/* narrow field <-> reference */
+static inline uint64_t ac_narrow_field(ac_ref r)
+{
+    return (r & AC_NARROW_INDEX) | ((r >> 35) & AC_NARROW_LEAF);
+}
+static inline uint32_t ac_narrow_arg(ac_ref r)
+{
+    return (uint32_t)((r & 0x7fffffffu) | ((r >> 35) & AC_NARROW_LEAF) | ((r >> 32) & AC_NARROW_CONST));
+}
+static inline ac_ref ac_ref_of_narrow(uint64_t f)
+{
+    return (f & AC_NARROW_INDEX) | ((f & AC_NARROW_LEAF) << 35);
+}
+/* wide field (27 bits and the leaf flag) and high byte -> reference */
+static inline ac_ref ac_ref_of_wide(uint64_t f, unsigned hi8)
+{
+    return ac_ref_of_narrow(f) | ((ac_ref)hi8 << 27);
+}
+static inline ac_ref ac_ref_of_arg32(uint32_t r)
+{
+    return (r & AC_NARROW_CONST) ? (AC_CONST_BIT | (r & ~AC_NARROW_CONST)) : ac_ref_of_narrow(r);
+}
 
 /* leaf_flags bits */
 #define AC_LEAF_CURRENT    1   /* the leaf caches this entry: its gradient goes to leaf_grad */
@@ -78,8 +134,12 @@ typedef const double *(*ac_custom_hook)(void *ctx, ac_node i, double g);
  * as a failing custom hook does (every leaf_grad and mark as before). */
 typedef int (*ac_poll_hook)(void *ctx);
 
-#define AC_LAST_NARY AC_CUSTOM    /* opcodes up to this one keep operand lists in args */
+/* The opcode enum orders the groups: n-ary, one operand, constant, binary. */
+#define AC_LAST_NARY     AC_CUSTOM    /* opcodes up to this one keep operand lists */
+#define AC_FIRST_CONST   AC_ADDC
+#define AC_FIRST_BINARY  AC_ADD
 static inline int ac_is_nary(int op) { return op <= AC_LAST_NARY; }
+static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC_FIRST_BINARY; }
 
 /* Parts of a dead graph's large arrays, kept for the next recording until a
  * deadline (tape_retain.c): block k's bytes [lo[k], hi[k]).  The owner
@@ -103,14 +163,16 @@ typedef struct ac_retained {
 typedef struct ac_tape {
     ac_code *code;            /* [capacity] opcode and operands of each node */
     double *val;              /* [capacity] forward value of each node */
+    uint16_t *hi;             /* [capacity] wide layout: high index bits of a and b; or NULL */
     ac_node size;             /* nodes recorded */
     ac_node capacity, alloc;
 
     double *consts;           /* constant operands, deduplicated through const_cache */
     int64_t nconsts, consts_capacity, consts_alloc;
-    uint32_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
+    uint64_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
 
-    uint32_t *args;           /* n-ary operand lists: a count, then that many references */
+    uint32_t *args;           /* n-ary operand lists, narrow: a count, then that many fields */
+    uint64_t *wargs;          /* the same in the wide layout (args is NULL then) */
     int64_t nargs, args_capacity, args_alloc;
 
     /* Leaf table, in order of first use.  Entry k: the leaf object
@@ -132,6 +194,8 @@ typedef struct ac_tape {
     ac_custom_hook custom_backward;   /* set by the owner when it records AC_CUSTOM nodes */
     ac_poll_hook poll;                /* set by the owner: interrupt long sweeps (or NULL) */
     void *custom_ctx;                 /* the hooks' context */
+    uint64_t leaf_flag;       /* AC_NARROW_LEAF, or AC_LEAF_BIT in the wide layout ... */
+    uint64_t const_flag;      /* ... and AC_NARROW_CONST or AC_CONST_BIT: see ac_layout_ref */
     int busy;                 /* nonzero while the owner reads or rewrites the tape: nothing may change it */
     ac_retained retained;     /* array parts kept after the graph died (tape_retain.c) */
 } ac_tape;
@@ -152,10 +216,19 @@ void ac_tape_trim(ac_tape *t);             /* give back capacity far above what 
 #define AC_SHRINK_ABOVE ((int64_t)1 << 20)
 int ac_tape_retain(ac_tape *t, void *const *extra, const size_t *lo, const size_t *hi, int nextra);
 void ac_tape_free_large(ac_tape *t);       /* free arrays above AC_SHRINK_ABOVE entries */
-int ac_grow_nodes(ac_tape *t, ac_node need);   /* -2: past AC_MAX_NODES */
+/* Growth: 0, -1 when memory runs out, -2 when the narrow layout is full
+ * (the caller widens the tape and asks again), -3 past the wide layout's
+ * limits. */
+int ac_grow_nodes(ac_tape *t, ac_node need);
 int ac_grow_consts(ac_tape *t);
 int ac_reserve_args(ac_tape *t, int64_t more);
 int ac_reserve_leaves(ac_tape *t, int64_t more);
+/* Switch to the wide layout (see the code word above): 0, or -1 when memory
+ * runs out (nothing changed).  ac_narrow_limit (default AC_MAX_NODES) is
+ * where growth of nodes or leaf entries asks for it: tests lower it so that
+ * small tapes cross into the wide layout. */
+int ac_widen(ac_tape *t);
+extern int64_t ac_narrow_limit;
 size_t ac_tape_bytes(const ac_tape *t);    /* bytes of the arrays' capacities (what is kept for
                                               the next graph not included) */
 
@@ -176,32 +249,110 @@ size_t ac_retained_bytes(ac_retained *r);
 void ac_release_retained_now(void);        /* tests: every deadline passes now */
 
 /* Index of constant c in the pool, adding it unless an equal constant (same
- * bits) is in the dedup cache; -1 when the pool cannot grow. */
+ * bits) is in the dedup cache; ac_grow_consts's negative code when the pool
+ * cannot grow. */
 static inline int64_t ac_const_index(ac_tape *t, double c)
 {
-    uint64_t bits, seen;
-    uint32_t h, slot;
+    uint64_t bits, seen, slot;
+    uint32_t h;
     memcpy(&bits, &c, sizeof bits);
     h = (uint32_t)((bits * 0x9E3779B97F4A7C15ull) >> (64 - AC_CONST_CACHE_BITS));
     slot = t->const_cache[h];
     if (slot) {
         memcpy(&seen, &t->consts[slot - 1], sizeof seen);
-        if (seen == bits) return slot - 1;
+        if (seen == bits) return (int64_t)slot - 1;
     }
-    if (t->nconsts == t->consts_capacity && ac_grow_consts(t) < 0) return -1;
+    if (t->nconsts == t->consts_capacity) {
+        int rc = ac_grow_consts(t);
+        if (rc < 0) return rc;       /* see ac_grow_consts */
+    }
     t->consts[t->nconsts] = c;
-    t->const_cache[h] = (uint32_t)(t->nconsts + 1);
+    t->const_cache[h] = (uint64_t)(t->nconsts + 1);
     return t->nconsts++;
 }
 
-/* Append a node; the caller has made room with ac_grow_nodes. */
-static inline ac_node ac_push(ac_tape *t, ac_code c, double v)
+/* ---- recording: the caller has made room (ac_grow_nodes, ac_reserve_args) *
+ *
+ * Recorders hand operands over in the tape's current layout: a node index,
+ * t->leaf_flag | leaf entry, t->const_flag | pool index (in operand lists);
+ * ac_layout_ref turns an ac_ref into that form.  A tape widens only between
+ * operations (the Cython layer's _make_room), so the form an operation
+ * starts with holds until its node is pushed; in the narrow layout these
+ * are the words stored, with nothing to convert. */
+static inline uint64_t ac_layout_ref(const ac_tape *t, ac_ref r)
+{
+    return t->hi != NULL ? r : ac_narrow_arg(r);
+}
+
+/* A node with operand a and b: an operand of a binary op, a constant-pool
+ * index of a constant op, 0 for one operand.  (The wide layout's encoding
+ * is out of line, in tape.c, so this stays small enough to inline.) */
+void ac_code_wide(ac_tape *t, ac_node i, int op, uint64_t a, uint64_t b);
+static AC_ALWAYS_INLINE ac_node ac_push_op(ac_tape *t, int op, uint64_t a, uint64_t b, double v)
 {
     ac_node i = t->size;
-    t->code[i] = c;
+    uint16_t *hi = t->hi;
+    if (AC_UNLIKELY(hi != NULL)) {
+        int k = ac_uses_const(op);
+        uint64_t fb = k ? b & AC_FIELD_MASK : ac_narrow_field(b), hb = k ? b >> 28 : b >> 27;
+        t->code[i] = ac_pack(op, ac_narrow_field(a), fb);
+        hi[i] = (uint16_t)(((a >> 27) & 0xff) | ((hb & 0xff) << 8));
+    } else {
+        t->code[i] = ac_pack(op, a, b);
+    }
     t->val[i] = v;
     t->size = i + 1;
     return i;
+}
+
+/* An n-ary node whose operand list (already written) starts at offset. */
+static inline ac_node ac_push_nary(ac_tape *t, int op, int64_t offset, double v)
+{
+    ac_node i = t->size;
+    t->code[i] = ac_pack_offset(op, (uint64_t)offset);
+    if (AC_UNLIKELY(t->hi != NULL)) t->hi[i] = 0;
+    t->val[i] = v;
+    t->size = i + 1;
+    return i;
+}
+
+/* Operand-list word at pos: a count (the first word of a list; narrow lists
+ * hold fewer than 2^31 references, which the recorders check), or a
+ * reference in the tape's layout. */
+static inline void ac_set_word(ac_tape *t, int64_t pos, uint64_t w)
+{
+    if (AC_UNLIKELY(t->wargs != NULL)) t->wargs[pos] = w;
+    else t->args[pos] = (uint32_t)w;
+}
+
+/* ---- reading a node's operands (outside the sweeps) --------------------- */
+
+/* Operand a of node i (any group but n-ary), b of a binary node, the pool
+ * index of a constant op; an n-ary node's count and operand k (0-based). */
+static inline ac_ref ac_ref_a(const ac_tape *t, ac_node i)
+{
+    uint64_t f = ac_field_a(t->code[i]);
+    return t->hi != NULL ? ac_ref_of_wide(f, t->hi[i] & 0xffu) : ac_ref_of_narrow(f);
+}
+static inline ac_ref ac_ref_b(const ac_tape *t, ac_node i)
+{
+    uint64_t f = ac_field_b(t->code[i]);
+    return t->hi != NULL ? ac_ref_of_wide(f, (unsigned)t->hi[i] >> 8) : ac_ref_of_narrow(f);
+}
+static inline int64_t ac_const_b(const ac_tape *t, ac_node i)
+{
+    uint64_t f = ac_field_b(t->code[i]);
+    return (int64_t)(t->hi != NULL ? f | ((uint64_t)(t->hi[i] >> 8) << 28) : f);
+}
+static inline int64_t ac_nargs(const ac_tape *t, ac_node i)
+{
+    uint64_t off = ac_offset(t->code[i]);
+    return t->wargs != NULL ? (int64_t)t->wargs[off] : (int64_t)t->args[off];
+}
+static inline ac_ref ac_arg(const ac_tape *t, ac_node i, int64_t k)
+{
+    uint64_t off = ac_offset(t->code[i]) + 1 + (uint64_t)k;
+    return t->wargs != NULL ? t->wargs[off] : ac_ref_of_arg32(t->args[off]);
 }
 
 static inline int ac_is_marked(const ac_tape *t, ac_node i) { return (t->code[i] & AC_MARK) != 0; }
@@ -296,37 +447,5 @@ static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
  * rebuild the constant pool and operand lists. */
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
 void ac_compact_free(ac_compactor *cp);
-
-/* ---- for tape*.c: opcode groups and operand walks ------------------------ */
-
-#if defined(__GNUC__) || defined(__clang__)
-#define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define AC_UNLIKELY(x) (x)
-#endif
-
-/* The opcode enum orders the groups: n-ary, one operand, constant, binary. */
-#define AC_FIRST_CONST   AC_ADDC
-#define AC_FIRST_BINARY  AC_ADD
-static inline int ac_uses_const(int op) { return op >= AC_FIRST_CONST && op < AC_FIRST_BINARY; }
-
-/* Run BODY with R bound to each operand reference of node word w (node
- * indices and leaf references alike; constants are not operands). */
-#define AC_FOR_EACH_OPERAND(t, w, R, BODY)                                        \
-    do {                                                                          \
-        int op_ = ac_opcode(w);                                                   \
-        if (op_ >= AC_FIRST_BINARY) {                                             \
-            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
-            R = (uint32_t)ac_operand_b(w); BODY;                                  \
-        } else if (op_ > AC_LAST_NARY) {                                          \
-            uint32_t R = (uint32_t)ac_operand_a(w); BODY;                         \
-        } else {                                                                  \
-            const uint32_t *refs_ = (t)->args + ac_offset(w);                     \
-            uint32_t k_, m_ = refs_[0];                                           \
-            for (k_ = 1; k_ <= m_; ++k_) {                                        \
-                if (!(refs_[k_] & AC_REF_CONST)) { uint32_t R = refs_[k_]; BODY; } \
-            }                                                                     \
-        }                                                                         \
-    } while (0)
 
 #endif /* AUTOGRAD_C_TAPE_H */

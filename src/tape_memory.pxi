@@ -71,6 +71,7 @@ cdef class Tape:
     # unreachable too, and higher), so when it became unreachable its last
     # Variable died while its node was a sink.
     cdef Py_ssize_t maybe_garbage
+    cdef Py_ssize_t alloc_failures_seen   # _alloc_failures at the last pass or reset
     cdef int pinned               # nested _pin calls: compaction and reset wait (t.busy:
                                   # nested _enter_busy calls, nothing may change the tape)
     cdef bint reset_pending       # the last live Variable died while busy or pinned
@@ -157,6 +158,7 @@ cdef class Tape:
             self.t.ndetached = 0
         ac_tape_clear(&self.t)
         self.maybe_garbage = 0
+        self.alloc_failures_seen = _alloc_failures
         _drop_objmap(self)
         _forget_pass(self)
         self.known_from = 0
@@ -177,22 +179,29 @@ cdef class Tape:
 
     cdef int64_t _footprint(self) noexcept:
         """Bytes the tape holds (see _compaction_floor_bytes)."""
-        return (self.t.size * NODE_BYTES + self.t.nconsts * CONST_BYTES
-                + self.t.nargs * sizeof(uint32_t) + self.t.nleaves * LEAF_ENTRY_BYTES)
+        return (self.t.size * _node_bytes(self) + self.t.nconsts * CONST_BYTES
+                + self.t.nargs * _arg_bytes(self) + self.t.nleaves * LEAF_ENTRY_BYTES)
 
     cdef void _set_limit(self) noexcept:
         """Where _reserve's one compare sends recording to the slow path:
         when the node arrays are full or the footprint reaches the budget
-        (unless pinned, when the tape just grows)."""
-        cdef int64_t room = (self.budget - self._footprint()) // NODE_BYTES
+        (unless pinned, when the tape just grows).  In the narrow layout, also
+        before an operation could find no room for its new leaf entries (up
+        to 2) or constant (1): each lowers the limit by its cost as it is
+        added (8 and 1), so the slow path widens the tape between
+        operations, never in the middle of one (see _make_room)."""
+        cdef int64_t room = self.t.capacity - self.t.size
+        if not self.pinned:                # pinned: no compaction, the tape just grows
+            room = min(room, (self.budget - self._footprint()) // _node_bytes(self))
+        if self.t.hi == NULL:
+            room = min(room, (_narrow_cap(AC_MAX_LEAVES) - self.t.nleaves - 2) * (LEAF_ENTRY_BYTES // NODE_BYTES),
+                       _narrow_cap(AC_MAX_CONSTS) - self.t.nconsts - 1)
         if self.t.busy:
             self.limit = 0                 # every recording attempt reaches _make_room, which refuses
-        elif self.pinned:
-            self.limit = self.t.capacity
         else:
-            self.limit = self.t.size + max(0, min(self.t.capacity - self.t.size, room))
+            self.limit = self.t.size + max(0, room)
 
-    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t extra_bytes,
+    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t words,
                                      bint force=False) except -1:
         """Compact, then set the budget to twice what survived plus what the
         caller is about to add.  The pass is skipped when it could free
@@ -200,11 +209,12 @@ cdef class Tape:
         _check_not_busy(self, "record operations")
         if self.pinned:
             raise RuntimeError("cannot compact now: this thread's tape is being walked")
-        if force or self.maybe_garbage or self.t.ndetached:
+        if (force or self.maybe_garbage or self.t.ndetached
+                or self.alloc_failures_seen != _alloc_failures):
             self._compact()
         else:
             self.skipped += 1
-        self.budget = max(2 * (self._footprint() + nodes * NODE_BYTES + extra_bytes),
+        self.budget = max(2 * (self._footprint() + nodes * _node_bytes(self) + words * _arg_bytes(self)),
                           _compaction_floor_bytes)
         self._set_limit()
         return 0
@@ -288,18 +298,32 @@ cdef class Tape:
             ac_tape_free_large(&self.t)
             self._trim_adjoints(ADJ_KEEP_MAX)
 
-    cdef int _make_room(self, ac_node n, int64_t extra_bytes=0) except -1:
-        """Slow path of _reserve: room for n nodes and extra_bytes of side
-        arrays (operand lists); compacts first if the budget would be passed."""
+    cdef int _make_room(self, ac_node n, int64_t words=0) except -1:
+        """Slow path of _reserve: room for n nodes and an operand list of
+        `words` words; compacts first if the budget would be passed, and
+        widens a narrow tape that could not take them, or the leaf entries
+        and constants they may bring (one per word, or 2 for a node without
+        a list), so that no operation ever finds the narrow layout full
+        halfway through."""
         cdef int rc
+        cdef int64_t refs = words + 2
         _check_not_busy(self, "record operations")
-        if self._footprint() + n * NODE_BYTES + extra_bytes > self.budget and not self.pinned:
-            self._compact_and_reschedule(n, extra_bytes)
+        if (self._footprint() + n * _node_bytes(self) + words * _arg_bytes(self) > self.budget
+                and not self.pinned):
+            self._compact_and_reschedule(n, words)
+        if self.t.hi == NULL and (self.t.size + n > _narrow_cap(AC_MAX_NODES)
+                                  or self.t.nleaves + refs > _narrow_cap(AC_MAX_LEAVES)
+                                  or self.t.nconsts + refs > _narrow_cap(AC_MAX_CONSTS)):
+            if ac_widen(&self.t) < 0:
+                raise MemoryError(
+                    f"out of memory switching the tape of this thread to its wide layout, past "
+                    f"{self.t.size:,} nodes")
+            self._set_limit()
         if self.t.size + n > self.t.capacity:
             rc = ac_grow_nodes(&self.t, self.t.size + n)
-            if rc == -2:
+            if rc == -3:
                 raise MemoryError(
-                    f"the autograd tape of this thread is full ({AC_MAX_NODES:,} nodes); "
+                    f"the autograd tape of this thread is full ({AC_WIDE_MAX_NODES:,} nodes); "
                     "drop references to graphs you no longer need, or split the computation")
             if rc < 0:
                 raise MemoryError(f"out of memory growing the autograd tape past {self.t.size:,} nodes")
@@ -368,6 +392,7 @@ cdef class Tape:
         begun = ac_compact_begin(t, &cp)
         if begun == 0:
             self.maybe_garbage = 0     # every node is reachable
+            self.alloc_failures_seen = _alloc_failures
         if begun <= 0:
             return 0        # everything is reachable, or no memory to compact (the tape just grows)
         leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
@@ -411,6 +436,7 @@ cdef class Tape:
         ac_tape_trim(t)
         self._trim_adjoints(max(<int64_t>ADJ_KEEP_MAX, 2 * (t.capacity + t.nleaves + 1)))
         self.maybe_garbage = 0         # what survived is what live Variables reach
+        self.alloc_failures_seen = _alloc_failures
         self.compactions += 1
         # The tape is consistent from here on.  New maps first, so what a
         # finalizer records while the old entries move over (at indices no
@@ -439,6 +465,22 @@ cdef class Tape:
         err = self.sweep_error
         self.sweep_error = None
         raise err                    # keeps the traceback from the user's backward
+
+
+cdef inline int64_t _node_bytes(Tape tape) noexcept:
+    """Footprint of a node: 16 bytes, 18 in the wide layout (tape.h)."""
+    return NODE_BYTES if tape.t.hi == NULL else NODE_BYTES + 2
+
+
+cdef inline int64_t _arg_bytes(Tape tape) noexcept:
+    """Footprint of an operand-list word: 4 bytes, 8 in the wide layout."""
+    return 4 if tape.t.wargs == NULL else 8
+
+
+cdef inline int64_t _narrow_cap(int64_t limit) noexcept:
+    """The narrow layout's limit on nodes, leaf entries or constants
+    (lowered by _set_narrow_limit for tests)."""
+    return min(limit, ac_narrow_limit)
 
 
 cdef inline void _enter_busy(Tape tape) noexcept:
@@ -570,6 +612,7 @@ def tape_stats():
         "bytes": (ac_tape_bytes(&tape.t)
                   + (tape.spare_adj_size + tape.grad_adj_size) * sizeof(double)),
         "retained": ac_retained_bytes(&tape.t.retained),
+        "wide": tape.t.hi != NULL,
         "compactions": tape.compactions,
         "compaction_passes": tape.passes,
         "compactions_skipped": tape.skipped,
@@ -610,3 +653,13 @@ def _release_retained():
     """Tests only: give every kept block's memory back to the OS now, as the
     reaper does when their time is up."""
     ac_release_retained_now()
+
+
+def _set_narrow_limit(Py_ssize_t n):
+    """Tests only: tapes switch to the wide layout when they would pass n
+    nodes, leaf entries or constants (default and at most 134,217,727, the
+    narrow layout's limit); returns the previous value."""
+    global ac_narrow_limit
+    previous = ac_narrow_limit
+    ac_narrow_limit = max(16, min(n, <Py_ssize_t>AC_MAX_NODES))
+    return previous

@@ -421,12 +421,30 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
 (<PyTypeObject *>Variable).tp_dealloc = _variable_dealloc
 
 
+# Variable objects that could not be allocated (MemoryError), ever.  A
+# recorder makes a node's Variable after pushing the node, so a failure may
+# leave a node that no death will report as garbage: a tape whose count of
+# these changed since its last compaction pass does not skip the next one
+# (see Tape.maybe_garbage).
+cdef Py_ssize_t _alloc_failures = 0
+
+
+cdef Variable _fresh_variable():
+    """Variable.__new__ (Variable is not a GC type: allocating one runs no
+    Python code), counting a failure in _alloc_failures."""
+    global _alloc_failures
+    _alloc_failures += 1
+    v = Variable.__new__(Variable)
+    _alloc_failures -= 1
+    return v
+
+
 cdef inline Variable _alloc_variable():
     """A Variable object whose fields the caller sets, all of them."""
     global _nspare
     cdef Variable v
     if _nspare == 0:
-        return Variable.__new__(Variable)
+        return _fresh_variable()
     _nspare -= 1
     ac_revive(_spare[_nspare])
     v = <Variable>_spare[_nspare]      # the cast takes a second reference ...
@@ -533,19 +551,8 @@ cdef Variable _new_constant(double y):
     return v
 
 
-cdef Variable _node_variable_object(Tape tape):
-    """A new Variable object for a node already on the tape.  If the
-    allocation fails, the node is left without a Variable: no death will
-    ever report it as garbage, so the next compaction must run.  (Variable
-    is not a GC type, so allocating one runs no Python code.)"""
-    tape.maybe_garbage += 1
-    v = Variable.__new__(Variable)
-    tape.maybe_garbage -= 1
-    return v
-
-
 cdef inline Variable _new_node(Tape tape, ac_node i, double y):
-    cdef Variable v = _alloc_variable() if _nspare else _node_variable_object(tape)
+    cdef Variable v = _alloc_variable()
     v.value = y
     v.grad_value = 0.0
     _incref(<PyObject *>tape)
