@@ -25,7 +25,10 @@ else:
     # contraction of a * b + c into an FMA either: replay must compute the
     # same bits as the recorder (src/replay.h), whatever -march a build uses.
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
-    compile_args += ["-Wno-unused-function", "-ffp-contract=off", "-pthread"]
+    # src/higher.cpp is C++ only for its number types (templates, operator
+    # overloading): no exceptions, RTTI or standard library, so the module
+    # links as C and needs no libstdc++ (tests/test_packaging.py checks).
+    compile_args += ["-Wno-unused-function", "-ffp-contract=off", "-pthread", "-fno-exceptions"]
     link_args = ["-pthread"]
 
 REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c",
@@ -34,11 +37,12 @@ REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/
 
 extension = Extension(
     "autograd_c._core",
-    sources=["src/_core.pyx", "src/tape.c", "src/tape_sweep.c", "src/tape_compact.c", "src/tape_retain.c"]
-    + REPLAY_SOURCES,
+    sources=["src/_core.pyx", "src/tape.c", "src/tape_sweep.c", "src/tape_compact.c", "src/tape_retain.c",
+             "src/higher.cpp"] + REPLAY_SOURCES,
     include_dirs=["src"],
+    language="c",       # link with the C compiler driver: nothing from libstdc++ is used
     depends=["src/tape.h", "src/tape_layout.h", "src/tape_sweep.h", "src/tape_compact.h", "src/ops.h",
-             "src/thread_state.h", "src/tape.pxd"] + REPLAY_HEADERS
+             "src/thread_state.h", "src/tape.pxd", "src/higher.h"] + REPLAY_HEADERS
     + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,

@@ -49,18 +49,24 @@ from ._core import (
 )
 from . import optim
 from .checking import GradcheckError, gradcheck, numerical_grad
+from .compiled import ConcretizationError, GuardError, compile, compile_graph, tracing
 from .function import Function
+from .functional import hessian, hvp, jacobian, jvp, vjp
 from .modes import detect_anomaly, enable_grad, no_grad, set_grad_enabled
 from .viz import draw, to_dot
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcretizationError",
     "Function",
     "GradcheckError",
+    "GuardError",
     "Variable",
     "abs",
     "atan",
+    "compile",
+    "compile_graph",
     "cos",
     "detect_anomaly",
     "dot",
@@ -72,7 +78,11 @@ __all__ = [
     "grad",
     "gradcheck",
     "graph_size",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
+    "jacobian",
+    "jvp",
     "leaves",
     "log",
     "log1p",
@@ -92,4 +102,6 @@ __all__ = [
     "tanh",
     "tape_stats",
     "to_dot",
+    "tracing",
+    "vjp",
 ]

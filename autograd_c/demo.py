@@ -3,6 +3,11 @@
 MLP(2, [16, 16, 1]) on 100 make-moons points, SVM max-margin loss plus 1e-4 L2,
 SGD with the learning rate decaying from 1.0 to 0.1 over 100 steps: micrograd's
 demo, written with autograd_c's layers (one C call per layer) and optimiser.
+
+With --replay the per-sample loss is recorded once (ag.compile) and every
+step replays it in C over the whole batch, the parameters shared, the mean
+loss and its gradient in one call (train_replay); --samples and --threads
+make it a larger problem.
 """
 import argparse
 import random
@@ -13,6 +18,9 @@ import autograd_c as ag
 from autograd_c import nn, optim
 
 EXTRA_HINT = 'install the demo extras: pip install "autograd_c[demo]"'
+
+
+ALPHA = 1e-4        # the L2 weight of micrograd's demo
 
 
 def moons(n_samples=100, noise=0.1, seed=1337):
@@ -38,9 +46,9 @@ def loss_and_accuracy(model, X, y, alpha=1e-4):
     return loss, correct / len(X)
 
 
-def train(steps=100, seed=1337, progress=True):
+def train(steps=100, seed=1337, progress=True, samples=100):
     """Train; returns (model, data, history of (loss, accuracy), seconds)."""
-    X, y = moons(seed=seed)
+    X, y = moons(n_samples=samples, seed=seed)
     random.seed(seed)
     model = nn.MLP(2, [16, 16, 1])
     opt = optim.SGD(model.parameters(), lr=1.0)
@@ -55,6 +63,43 @@ def train(steps=100, seed=1337, progress=True):
         opt.step()
         history.append((loss.data, accuracy))
         bar(k, loss.data, accuracy)
+    seconds = time.perf_counter() - start
+    bar(None, None, None)
+    return model, (X, y), history, seconds
+
+
+def train_replay(steps=100, seed=1337, progress=True, samples=100, threads=1):
+    """Train the same model by replay: the per-sample loss (hinge + the L2
+    term, so its mean is the demo's loss) compiled once with the parameters
+    and one sample as inputs, then replayed over all samples per step with
+    the parameters shared; backward() adds the mean's gradient into the
+    parameters' .grad and the optimiser steps as usual.  Returns what
+    train() returns."""
+    import numpy as np
+    X, y = moons(n_samples=samples, seed=seed)
+    X, y = np.array(X), np.array(y)
+    random.seed(seed)
+    model = nn.MLP(2, [16, 16, 1])
+    params = model.parameters()
+    opt = optim.SGD(params, lr=1.0)
+
+    @ag.compile(has_aux=True)
+    def sample_loss(params, x, yi):
+        score = model(x)
+        return (1.0 - yi * score).relu() + ALPHA * ag.dot(params, params), score
+
+    batch = sample_loss.vmap(in_axes=(None, 0, 0), threads=threads)
+    history = []
+    bar = _progress_bar(steps, progress)
+    start = time.perf_counter()
+    for k in range(steps):
+        opt.zero_grad()
+        loss, scores = batch.backward(params, X, y, reduce="mean")
+        opt.lr = 1.0 - 0.9 * k / steps
+        opt.step()
+        accuracy = float(np.mean((y > 0) == (scores > 0)))
+        history.append((loss, accuracy))
+        bar(k, loss, accuracy)
     seconds = time.perf_counter() - start
     bar(None, None, None)
     return model, (X, y), history, seconds
@@ -119,13 +164,29 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1337, help="seed of the data and the weights")
     parser.add_argument("--plot", metavar="PATH", help="save the decision boundary and loss curve (PNG)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--replay", action="store_true",
+                        help="record the per-sample loss once and replay it in C every step")
+    parser.add_argument("--samples", type=int, default=100, help="make-moons points (default 100)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of the replay (with --replay)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    model, data, history, seconds = train(args.steps, args.seed, progress=not args.quiet)
+    if args.samples < 2:
+        parser.error("--samples must be at least 2")
+    if not 1 <= args.threads <= 256:
+        parser.error("--threads must be from 1 to 256")
+    if args.replay:
+        model, data, history, seconds = train_replay(args.steps, args.seed, not args.quiet,
+                                                     args.samples, args.threads)
+    else:
+        if args.threads != 1:
+            parser.error("--threads needs --replay")
+        model, data, history, seconds = train(args.steps, args.seed, progress=not args.quiet,
+                                              samples=args.samples)
     loss, accuracy = history[-1]
-    print(f"{args.steps} steps in {seconds:.2f} s ({args.steps / seconds:.0f} steps/s): "
-          f"final loss {loss:.6f}, accuracy {accuracy:.0%}")
+    print(f"{args.steps} steps in {seconds:.2f} s ({args.steps / seconds:.0f} steps/s, "
+          f"{args.steps * args.samples / seconds:,.0f} samples/s"
+          f"{', by replay' if args.replay else ''}): final loss {loss:.6f}, accuracy {accuracy:.0%}")
     if args.plot:
         plot(model, data, history, args.plot)
         print(f"saved {args.plot}")

@@ -43,6 +43,17 @@ class Function:
     used again.  Do not keep Variables on the instance: the tape holds the
     instance while its node is alive.
 
+    Higher order.  Forward mode (``ag.jvp``, ``ag.jacobian``, the first
+    half of ``ag.hvp``) asks ``jvp(self, *tangents)``, which by default is
+    derived from ``backward(1.0)``; override it for a cheaper rule.
+    Second derivatives through a Function (``create_graph=True``,
+    ``ag.hvp``, ``ag.hessian``) differentiate its backward: write backward
+    with autograd_c operations (``ag.sigmoid(x)``, not ``math.exp``) and set
+    the class attribute ``differentiable_backward = True``; in those
+    passes ``self.inputs``, ``self.output`` and ``gy`` are Variables (as in
+    DeZero), in first-order passes floats.  Without it such passes raise
+    ``RuntimeError`` naming the Function.
+
     Examples
     --------
     >>> import math
@@ -57,7 +68,27 @@ class Function:
     >>> y.backward()
     >>> round(x.grad, 6)
     5.436564
+
+    Differentiable twice, with a forward rule:
+
+    >>> class Sin(ag.Function):
+    ...     differentiable_backward = True
+    ...     def forward(self, x):
+    ...         return math.sin(x)
+    ...     def backward(self, gy):
+    ...         (x,) = self.inputs
+    ...         return gy * ag.cos(x)
+    ...     def jvp(self, dx):
+    ...         (x,) = self.inputs
+    ...         return dx * math.cos(x)
+    >>> value, hv = ag.hvp(lambda v: Sin()(v), 0.5, 1.0)
+    >>> round(hv, 6) == round(-math.sin(0.5), 6)
+    True
     """
+
+    #: True if backward() is written with autograd_c operations, so that
+    #: create_graph passes (and hvp/hessian) can differentiate it.
+    differentiable_backward = False
 
     # inputs and output are per thread: one instance may be in use in
     # several threads' forward or backward calls at once.  A thread's calls
@@ -104,8 +135,17 @@ class Function:
         finally:
             calls.pop()
         result = _core._record_function(self, inputs, y)
-        self.__dict__["_autograd_c_last"] = (values, result.data)
+        self.__dict__["_autograd_c_last"] = (values, float(y))   # (result.data would refuse while tracing)
         return result
+
+    def _forward_call(self, inputs):
+        """Called by a compiled function's replay for a node this Function recorded."""
+        calls = _calls_in_progress()
+        calls.append((self, inputs, None))
+        try:
+            return self.forward(*inputs)
+        finally:
+            calls.pop()
 
     def _backward_call(self, inputs, output, gy):
         """Called by the core's sweep for a node this Function recorded."""
@@ -115,6 +155,36 @@ class Function:
             return self.backward(gy)
         finally:
             calls.pop()
+
+    def _jvp_call(self, inputs, output, tangents):
+        """Called by the core's forward sweeps for a node this Function recorded."""
+        calls = _calls_in_progress()
+        calls.append((self, inputs, output))
+        try:
+            return self.jvp(*tangents)
+        finally:
+            calls.pop()
+
+    def jvp(self, *tangents):
+        """The output's tangent given each input's tangent (forward mode).
+
+        The default derives it from ``backward(1.0)``: the sum of gradient
+        times tangent over the inputs with a nonzero tangent.  Override it
+        with the function's own rule (``self.inputs`` are the call's input
+        values) to save the backward call.
+        """
+        grads = self.backward(1.0)
+        if not isinstance(grads, (tuple, list)):
+            grads = (grads,)
+        if len(grads) != len(tangents):
+            raise ValueError(
+                f"{type(self).__name__}.backward() returned {len(grads)} gradients for "
+                f"{len(tangents)} inputs")
+        total = 0.0
+        for g, t in zip(grads, tangents):
+            if t != 0.0 and g is not None:
+                total += float(g) * t
+        return total
 
     def forward(self, *xs):
         """The output value for input values xs (floats).  Override this."""

@@ -126,12 +126,21 @@ class set_grad_enabled(_Switch):
     def __init__(self, mode):
         super().__init__(mode)
         self._saved.append(self._set(self._value))
+        self._switched = True                 # the mode saved by the call above is pending
 
     def __enter__(self):
-        return self
+        # The first block after the call uses the mode saved by the call; a
+        # reused object switches again and saves the mode of the moment, as
+        # torch.set_grad_enabled does.
+        if self._switched:
+            self._switched = False
+            return self
+        return super().__enter__()
 
     def __call__(self, func):
-        self._set(self._saved.pop())          # as a decorator it only acts around calls
+        if self._switched:                    # as a decorator it only acts around calls
+            self._switched = False
+            self._set(self._saved.pop())
         return super().__call__(func)
 
 

@@ -204,6 +204,8 @@ class Layer(Module):
         (``_core._dense``) when the neurons share an activation, as the
         constructor makes them."""
         neurons = self.neurons
+        if not neurons:
+            return []                         # micrograd: Layer(nin, 0)(x) == []
         activation = neurons[0]._activation
         for n in neurons:
             if n._activation != activation:

@@ -24,11 +24,39 @@ def _number(value, what):
     return float(value)
 
 
+def _non_negative(value, what):
+    """value as a float >= 0 (inf allowed, as torch.optim allows it); nan is
+    refused, which torch.optim.Adam does and torch.optim.SGD does not."""
+    x = _number(value, what)
+    if not x >= 0.0:                     # false for nan too
+        raise ValueError(f"Invalid {what}: {x!r} (must be a number >= 0)")
+    return x
+
+
 class Optimizer:
-    """Base class: holds the parameters (distinct leaf Variables)."""
+    """Base class: holds the parameters (distinct leaf Variables).
+
+    ``params`` is a tuple fixed at construction: the C kernels keep one
+    state slot per parameter, by position, so the list cannot change
+    afterwards.  Make a new optimiser for a different set of parameters.
+    """
 
     def __init__(self, params):
-        self.params = _core._check_params(params, type(self).__name__)
+        # the kernels take a list; this one is private, so it keeps the
+        # length and the types _check_params verified
+        self._param_list = _core._check_params(params, type(self).__name__)
+        self._params = tuple(self._param_list)
+
+    @property
+    def params(self):
+        """The parameters, a tuple of distinct leaf Variables (fixed at construction)."""
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        raise AttributeError(
+            f"{type(self).__name__}.params is fixed at construction (its state has one slot "
+            "per parameter); make a new optimiser for other parameters")
 
     def zero_grad(self):
         """Set every parameter's ``.grad`` to 0."""
@@ -43,6 +71,12 @@ class Optimizer:
         return f"{type(self).__name__}({len(self.params)} parameters)"
 
 
+def _check_state(params, state):
+    """The kernels index state by position with bounds checks off."""
+    if len(state) != len(params):
+        raise RuntimeError("optimiser state does not match its parameters")
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD`` without dampening or Nesterov.
 
@@ -52,17 +86,16 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _number(lr, "lr")
-        self.momentum = _number(momentum, "momentum")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        if self.lr < 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError("lr, momentum and weight_decay must be >= 0")
-        self._buf = array("d", bytes(8 * len(self.params)))
+        self.lr = _non_negative(lr, "lr")
+        self.momentum = _non_negative(momentum, "momentum")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self._buf = array("d", bytes(8 * len(self._param_list)))
         self._steps = 0
 
     def step(self):
         """One update of every parameter."""
-        _core._sgd_step(self.params, self._buf, self.lr, self.momentum, self.weight_decay,
+        _check_state(self._param_list, self._buf)
+        _core._sgd_step(self._param_list, self._buf, self.lr, self.momentum, self.weight_decay,
                         self._steps == 0)
         self._steps += 1
 
@@ -72,25 +105,24 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _number(lr, "lr")
+        self.lr = _non_negative(lr, "lr")
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
             raise TypeError(f"betas must be a pair of numbers, not {betas!r}") from None
         self.betas = (_number(beta1, "betas[0]"), _number(beta2, "betas[1]"))
-        self.eps = _number(eps, "eps")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        if self.lr < 0 or self.eps < 0 or self.weight_decay < 0:
-            raise ValueError("lr, eps and weight_decay must be >= 0")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
+        self.eps = _non_negative(eps, "eps")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if not all(0.0 <= b < 1.0 for b in self.betas):     # refuses nan and inf too
             raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
-        n = len(self.params)
+        n = len(self._param_list)
         self._m = array("d", bytes(8 * n))
         self._v = array("d", bytes(8 * n))
         self._steps = 0
 
     def step(self):
         """One update of every parameter."""
-        _core._adam_step(self.params, self._m, self._v, self._steps + 1, self.lr, self.betas[0],
+        _check_state(self._param_list, self._m)
+        _core._adam_step(self._param_list, self._m, self._v, self._steps + 1, self.lr, self.betas[0],
                          self.betas[1], self.eps, self.weight_decay)
         self._steps += 1

@@ -7,9 +7,14 @@
 
 Workloads and peers are defined once, in benchmarks/workloads.py (read its
 docstring for each workload and for how each peer runs it).  Peers: plain
-Python floats (no derivatives: the floor), autograd_c, micrograd, PyTorch
-(0-d float64 tensors, one thread), XAD (xad.adj_1st), CasADi (SX graph and
-its gradient Function), JAX (jit(value_and_grad), float64).  On the MLP,
+Python floats (no derivatives: the floor), autograd_c, autograd_c compiled
+(ag.compile: traced once, replayed in C), micrograd, PyTorch (0-d float64
+tensors, one thread), XAD (xad.adj_1st), CasADi (SX graph and its gradient
+Function; Function.map with JIT on the batches), JAX (jit(value_and_grad),
+float64; jit(value_and_grad(sum(vmap))) on the batches).  The batch
+workloads (1,000 and 100,000 rows of micrograd's per-sample MLP loss, summed
+gradient) are the replay case; micrograd, PyTorch and XAD run the 1,000 rows
+only (one graph of 64 million scalar nodes is minutes for them).  On the MLP,
 autograd_c runs two ways: its fastest idiomatic code (nn.MLP, ag.sum/ag.dot,
 optim.SGD), which every "x autograd_c" ratio refers to, and as a micrograd
 drop-in (peer autograd_c_dropin: micrograd's demo code with the imports
@@ -43,10 +48,18 @@ for every peer; see workloads.py):
              the SX graph, its Function, one evaluation)
   backward   the reverse pass (CasADi: casadi.gradient, Function, evaluation)
   replay     value and gradient at new inputs from the recorded graph, no
-             Python per node (CasADi Function call, JAX jitted call); the
-             ratio compares it with autograd_c's forward + backward, which is
-             what autograd_c pays for the same answer today
-  compile    JAX's first call: tracing and XLA compilation
+             Python per node (autograd_c's compiled function, CasADi Function
+             call, JAX jitted call); the ratio compares it with autograd_c's
+             forward + backward (recording the graph again)
+  compile    the first call of the peers that replay without recording
+             (autograd_c compiled: tracing, the passes, one evaluation; JAX:
+             tracing and XLA; CasADi on the batches: building and JIT),
+             elapsed (wall-clock) time: CasADi's JIT compiler is a child
+             process whose CPU time the measuring process does not see
+  2 threads  autograd_c compiled on the batches: the same replay with
+             threads=2 and, in the same rounds, with 1 thread, both in
+             wall-clock time (CPU time adds the threads up); give the run the
+             CPUs (docs/replay.md) for a scaling figure
   bytes/node RSS growth while recording, per node
 MLP training step: forward + backward + SGD update of all 337 parameters, ms.
 
@@ -101,13 +114,14 @@ def _timed(fn):
     return clock() - t0
 
 
-def _loop(fn):
+def _loop(fn, timer=None):
     """Mean time per call over a loop lasting at least LOOP_TIME."""
-    calls, t0 = 0, clock()
+    timer = timer or clock
+    calls, t0 = 0, timer()
     while True:
         fn()
         calls += 1
-        elapsed = clock() - t0
+        elapsed = timer() - t0
         if elapsed >= LOOP_TIME:
             return elapsed / calls
 
@@ -196,9 +210,14 @@ def measure(peer, name, quick, size=None):
             best["backward"] = backward
     else:
         case.leaves()
-        row["compile_s"] = _timed(case.compile)
+        t0 = time.perf_counter()           # wall: a JIT compiler may run in a child process
+        case.compile()
+        row["compile_s"] = time.perf_counter() - t0
     got = None if "backward_error" in row else case.result()
     replayed = case.replay_result(case.replay(moved=True)) if case.replays else None
+    threaded = None
+    if hasattr(case, "threaded") and w.kind == "batch":
+        threaded = case.replay_result(case.threaded())
     case.release()
 
     # 2. the check against autograd_c
@@ -210,8 +229,12 @@ def measure(peer, name, quick, size=None):
     ac.release()
     wrong = W.agree(got, want) if got is not None else _small_check(peer, name)
     if not wrong and replayed is not None:
-        wrong = W.agree(replayed, _reference(w.moved()))
+        moved = _reference(w.moved())
+        wrong = W.agree(replayed, moved)
         wrong = wrong and f"replay at new inputs: {wrong}"
+        if not wrong and threaded is not None:
+            wrong = W.agree(threaded, moved)
+            wrong = wrong and f"replay on 2 threads: {wrong}"
     if wrong:
         row["status"] = f"WRONG: {wrong}"
         return row
@@ -228,9 +251,12 @@ def measure(peer, name, quick, size=None):
                     row["status"] = f"WRONG: training step {k}: {wrong}"
                     return row
 
+    rounds_of = {}                        # every round's time per key, for the medians
+
     def keep(key, t):
         if t is not None:
             best[key] = min(best.get(key, float("inf")), t)
+            rounds_of.setdefault(key, []).append(t)
 
     start, rounds = time.perf_counter(), 0
     while rounds < MAX_ROUNDS[mode]:
@@ -256,6 +282,9 @@ def measure(peer, name, quick, size=None):
                 last = case.result()
         if case.replays:
             keep("replay", _loop(case.replay))
+        if threaded is not None:
+            keep("replay_wall", _loop(case.replay, time.perf_counter))
+            keep("replay_2t_wall", _loop(case.threaded, time.perf_counter))
         case.release()
         if trainer is not None:
             keep("step", _loop(trainer.step))
@@ -272,6 +301,7 @@ def measure(peer, name, quick, size=None):
             row["status"] = f"WRONG in a later round: {wrong}"
     row["rounds"] = rounds
     row.update({f"{k}_s": v for k, v in best.items()})
+    row.update({f"{k}_median_s": sorted(v)[len(v) // 2] for k, v in rounds_of.items()})
     return row
 
 
@@ -349,6 +379,55 @@ def _x(ratio):
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
 
 
+def _best_median(r, key, n):
+    """'best (median)' ns/node of a phase."""
+    text = _ns(r[f"{key}_s"], n)
+    if f"{key}_median_s" in r:
+        text += f" ({_ns(r[f'{key}_median_s'], n)})"
+    return text
+
+
+def _secs(s):
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.1f} s"
+
+
+REPLAYING = ("autograd_c_replay", "jax", "casadi")
+
+
+def _replay_table(by):
+    """Replay: each peer's replay against autograd_c compiled's, both as ratios
+    to autograd_c's recording (forward + backward) in their own subprocess."""
+    lines = ["", "Replay: value and gradient at new inputs from one recording, no Python per node "
+             "(the batches: summed over the rows, parameters shared). ns per scalar node (per node per "
+             "row on the batches); x autograd_c compiled: the peer's replay / autograd_c's recording "
+             "forward + backward in its subprocess, over the same ratio of autograd_c compiled; the first "
+             "call traces and compiles (elapsed time).", "",
+             "| workload | peer | replay ns/node, best (median) | x autograd_c compiled | first call |",
+             "|---|---|---:|---:|---:|"]
+    for name in W.WORKLOADS:
+        ours = by.get((name, "autograd_c_replay"), {})
+        base = (ours["replay_s"] / (ours["ac_forward_s"] + ours["ac_backward_s"])
+                if ours.get("status") == "ok" and "replay_s" in ours else None)
+        for peer in REPLAYING:
+            r = by.get((name, peer))
+            if r is None or r.get("status") != "ok" or "replay_s" not in r:
+                continue
+            n = r["nodes"]
+            rel = r["replay_s"] / (r["ac_forward_s"] + r["ac_backward_s"])
+            ratio = _x(rel / base) if base else "-"
+            first = _secs(r["compile_s"]) if "compile_s" in r else "-"
+            lines.append(f"| {name} | {W.PEERS[peer].label_for(name)} | {_best_median(r, 'replay', n)} "
+                         f"| {ratio} | {first} |")
+            if "replay_2t_wall_s" in r:
+                med = (f", median {_x(r['replay_wall_median_s'] / r['replay_2t_wall_median_s'])}"
+                       if "replay_2t_wall_median_s" in r else "")
+                lines.append(f"| {name} | autograd_c compiled, 2 threads (elapsed time) | "
+                             f"{_best_median(r, 'replay_2t_wall', n)} | {_x(r['replay_wall_s'] / r['replay_2t_wall_s'])} "
+                             f"faster than 1 thread (best{med}; 1 thread {_best_median(r, 'replay_wall', n)}, "
+                             f"elapsed) | |")
+    return lines
+
+
 def _cell(row, key, ref_key, nodes):
     if f"{key}_s" not in row:
         return "-"
@@ -416,7 +495,7 @@ def format_markdown(rows, meta):
             replay = "-"
             if "replay_s" in r:
                 replay = f"{_ns(r['replay_s'], n)} ({_x(r['replay_s'] / (r['ac_forward_s'] + r['ac_backward_s']))})"
-            compile_ = f"{r['compile_s']:.1f} s" if "compile_s" in r else "-"
+            compile_ = _secs(r["compile_s"]) if "compile_s" in r else "-"
             mem = "-"
             if "bytes_per_node" in r:
                 mem = f"{r['bytes_per_node']:,.1f}" if r["bytes_per_node"] < 100 else f"{r['bytes_per_node']:,.0f}"
@@ -426,25 +505,33 @@ def format_markdown(rows, meta):
     for peer, why in W.NOT_RUN.items():
         lines.append(f"| all | {peer} | | {why} | | | | | |")
 
+    lines += _replay_table(by)
+
     steps = {r["peer"]: r for r in rows if r["workload"] == "mlp" and r.get("status") == "ok" and "step_s" in r}
     if steps:
         # each ratio is taken in the row's own subprocess, against autograd_c's idiomatic step
         # timed in the same rounds; the drop-in column divides two such ratios
         dropin = steps.get("autograd_c_dropin")
+        micro = steps.get("micrograd")
         lines += ["", "MLP training step (forward + backward + SGD on 337 parameters, 100 samples); "
-                  "autograd_c two ways: idiomatic (nn.MLP, ag.sum/ag.dot loss, optim.SGD: one call into C per "
-                  "layer, the update in C) and as a micrograd drop-in (micrograd's demo code, imports changed: "
-                  "inputs wrapped in Value, Python's sum, the update in a Python loop):", "",
-                  "| peer | ms per step | x autograd_c idiomatic | x autograd_c drop-in |",
-                  "|---|---:|---:|---:|"]
+                  "autograd_c three ways: idiomatic (nn.MLP, ag.sum/ag.dot loss, optim.SGD: one call into C per "
+                  "layer, the update in C), as a micrograd drop-in (micrograd's demo code, imports changed: "
+                  "inputs wrapped in Value, Python's sum, the update in a Python loop) and by replay (the "
+                  "per-sample loss compiled once, replayed over the 100 rows with the parameters shared, "
+                  "backward(reduce='mean') and optim.SGD). Each ratio is taken against autograd_c idiomatic "
+                  "in the row's own subprocess; the other columns divide two such ratios:", "",
+                  "| peer | ms per step, best (median) | x autograd_c idiomatic | x autograd_c drop-in | micrograd / this |",
+                  "|---|---:|---:|---:|---:|"]
         for peer in W.PEERS:
             r = steps.get(peer)
             if r is None:
                 continue
             ratio = r["step_s"] / r["ac_step_s"]
             vs_dropin = _x(ratio / (dropin["step_s"] / dropin["ac_step_s"])) if dropin else "-"
-            lines.append(f"| {W.PEERS[peer].label_for('mlp')} | {r['step_s'] * 1e3:,.2f} | {_x(ratio)} "
-                         f"| {vs_dropin} |")
+            vs_micro = _x((micro["step_s"] / micro["ac_step_s"]) / ratio) if micro else "-"
+            med = f" ({r['step_median_s'] * 1e3:,.3f})" if "step_median_s" in r else ""
+            lines.append(f"| {W.PEERS[peer].label_for('mlp')} | {r['step_s'] * 1e3:,.3f}{med} | {_x(ratio)} "
+                         f"| {vs_dropin} | {vs_micro} |")
 
     notes = []
     for r in rows:
@@ -453,8 +540,8 @@ def format_markdown(rows, meta):
                    "included) and an activation node per neuron, ag.sum and ag.dot one node each"
                    if r["peer"] == "autograd_c" else
                    "the drop-in records {:,} tape nodes: nn.MLP's, plus micrograd's loss code node by node")
-            notes.append(f"MLP: {how.format(r['tape_nodes'])}; ns/node and bytes/node still divide by the "
-                         f"scalar graph's {r['nodes']:,} nodes.")
+            notes.append(f"{r['workload']}: {how.format(r['tape_nodes'])}; ns/node and bytes/node still divide "
+                         f"by the scalar graph's {r['nodes']:,} nodes.")
         if r["workload"] == "mlp" and r["peer"] == "autograd_c" and r.get("status") == "ok":
             notes.append("Plain floats run the MLP's scalar code (mlp_loss, micrograd's loops); autograd_c's "
                          "nn.MLP does each neuron's inner loop in C, which is why its forward beats them.")
@@ -492,6 +579,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     short = {("mlp", "autograd_c"): "autograd_c\nidiomatic", ("mlp", "autograd_c_dropin"): "autograd_c\ndrop-in"}
+    short.update({(name, "autograd_c_replay"): "autograd_c\ncompiled" for name in W.WORKLOADS})
     fig, axes = plt.subplots(1, len(W.WORKLOADS), figsize=(6 * len(W.WORKLOADS), 5), sharey=True)
     phases = [("forward", "forward"), ("backward", "backward"), ("replay", "replay (value+grad)")]
     colors = {"forward": "#4c72b0", "backward": "#dd8452", "replay": "#55a868"}
@@ -533,6 +621,69 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def replay_ratios(rows):
+    """For the replay chart: {case: [(label, time / autograd_c compiled's)]},
+    each ratio taken against autograd_c's recording in its own subprocess
+    (see _replay_table); 2 threads against 1 thread in elapsed time."""
+    by = {(r["workload"], r["peer"]): r for r in rows if not r.get("extra") and r.get("status") == "ok"}
+    cases = {}
+    for name in W.WORKLOADS:
+        ours = by.get((name, "autograd_c_replay"))
+        if not ours or "replay_s" not in ours:
+            continue
+        base = ours["replay_s"] / (ours["ac_forward_s"] + ours["ac_backward_s"])
+        items = [("autograd_c compiled", 1.0)]
+        if "replay_2t_wall_s" in ours:
+            items.append(("autograd_c compiled, 2 threads", ours["replay_2t_wall_s"] / ours["replay_wall_s"]))
+        for peer in ("jax", "casadi"):
+            r = by.get((name, peer))
+            if r and "replay_s" in r:
+                items.append((W.PEERS[peer].label_for(name), r["replay_s"] / (r["ac_forward_s"] + r["ac_backward_s"]) / base))
+        items.append(("autograd_c recording (forward + backward)", 1.0 / base))
+        cases[f"{name}: value and gradient ({ours['nodes']:,} nodes)"] = items
+    ours = by.get(("mlp", "autograd_c_replay"))
+    if ours and "step_s" in ours:
+        base = ours["step_s"] / ours["ac_step_s"]
+        items = [("autograd_c by replay", 1.0)]
+        for peer in ("jax", "casadi", "autograd_c", "autograd_c_dropin", "micrograd"):
+            r = by.get(("mlp", peer))
+            if r and "step_s" in r:
+                items.append((W.PEERS[peer].label_for("mlp"), r["step_s"] / r["ac_step_s"] / base))
+        cases["mlp: one training step"] = items
+    return cases
+
+
+def plot_replay(rows, path):
+    """Bars of replay_ratios, log scale: how many times autograd_c compiled's time."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cases = replay_ratios(rows)
+    if not cases:
+        return False
+    fig, axes = plt.subplots(len(cases), 1, figsize=(9, 1.0 + 0.42 * sum(len(v) for v in cases.values())
+                                                      + 0.5 * len(cases)), squeeze=False)
+    for ax, (title, items) in zip(axes[:, 0], cases.items()):
+        labels = [label for label, _ in items][::-1]
+        values = [v for _, v in items][::-1]
+        colors = ["#55a868" if label.startswith("autograd_c compiled") or label == "autograd_c by replay"
+                  else "#8c8c8c" for label in labels]
+        ax.barh(range(len(values)), values, color=colors)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {_x(v)}", va="center", fontsize=8)
+        ax.set_yticks(range(len(values)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 2, max(values) * 8)
+        ax.axvline(1.0, color="k", lw=0.6)
+        ax.set_title(title, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("time / autograd_c compiled's time (log scale; lower is faster)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_outputs(rows, meta, out, no_chart=False):
     """Prints the Markdown and writes OUT.md, OUT.json and (unless no_chart) OUT.png."""
     text = format_markdown(rows, meta)
@@ -546,6 +697,8 @@ def write_outputs(rows, meta, out, no_chart=False):
         try:
             plot(rows, out + ".png")
             chart = f"Chart: [{name}.png]({name}.png).  "
+            if plot_replay(rows, out + "_replay.png"):
+                chart += f"Replay: [{name}_replay.png]({name}_replay.png).  "
         except ImportError:
             print("no chart: pip install matplotlib", file=sys.stderr)
     with open(out + ".md", "w") as f:

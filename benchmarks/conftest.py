@@ -22,7 +22,7 @@ if HERE not in sys.path:            # workloads.py, by this file's directory (ne
     sys.path.insert(0, HERE)
 import workloads as W  # noqa: E402
 
-BENCH_SIZES = {"chain": 10_000, "wide": 10_000, "mlp": 100}
+BENCH_SIZES = {"chain": 10_000, "wide": 10_000, "mlp": 100, "batch_small": 1_000, "batch_large": 10_000}
 
 
 def pytest_addoption(parser):
@@ -69,7 +69,7 @@ _references = {}
 
 def reference(w):
     """autograd_c's (value, checked gradients) on workload w, cached."""
-    key = (w.name, w.size, getattr(w, "x0", None), tuple(w.params) if w.name == "mlp" else None,
+    key = (w.name, w.size, getattr(w, "x0", None), tuple(w.params) if w.kind in ("mlp", "batch") else None,
            w.A[0] if w.name == "wide" else None)
     if key not in _references:
         ac = W.PEERS["autograd_c"].case(w)

@@ -45,3 +45,27 @@ def test_script_runs_from_another_directory(tmp_path, script):
     if script == "bench_micrograd_step.py":
         pytest.importorskip("micrograd")
     assert "|" in run(script, "--quick", cwd=tmp_path)
+
+
+def test_compare_measures_compiled_replay_on_the_batches(tmp_path):
+    row = json.loads(run("compare.py", "--measure", "autograd_c_replay", "batch_small", "--quick", cwd=tmp_path)
+                     .strip().splitlines()[-1])
+    assert row["status"] == "ok", row
+    assert row["replay_s"] > 0 and row["replay_wall_s"] > 0 and row["replay_2t_wall_s"] > 0
+    assert 0 < row["compile_s"] < 5
+
+
+def test_compare_replay_table_and_chart(tmp_path):
+    out = tmp_path / "q"
+    text = run("compare.py", "--quick", "--peers", "autograd_c_replay,jax", "--workloads", "mlp",
+               "--out", str(out), cwd=tmp_path)
+    assert "| mlp | autograd_c compiled" in text and "x autograd_c compiled" in text
+    assert "micrograd / this" in text
+    if (tmp_path / "q.png").exists():
+        assert (tmp_path / "q_replay.png").exists()
+
+
+def test_bench_higher_smoke_run(tmp_path):
+    pytest.importorskip("numpy")
+    text = run("bench_higher.py", "--smoke", cwd=tmp_path)
+    assert "hvp / backward" in text and "ag.hessian" in text

@@ -39,6 +39,9 @@ class Node:
 
     __rmul__ = __mul__
 
+    def __rsub__(self, other):
+        return Node(other - self.value, ((self, -1.0),))
+
 
 def relu(a):
     return Node(a.value if a.value > 0 else 0.0, ((a, 1.0 if a.value > 0 else 0.0),))
@@ -54,7 +57,8 @@ def brute_force(w):
         out = W.wide([Node(v) for v in w.A], [Node(v) for v in w.B])
     else:
         params = [Node(v) for v in w.params]
-        out = W.mlp_loss(W.mlp_layers(params), [[Node(v) for v in row] for row in w.X], w.Y, relu)
+        loss = W.batch_loss if w.kind == "batch" else W.mlp_loss
+        out = loss(W.mlp_layers(params), [[Node(v) for v in row] for row in w.X], w.Y, relu)
     out.adjoint = 1.0
     for node in reversed(Node.tape):
         for parent, local in node.parents:
@@ -66,7 +70,8 @@ def brute_force(w):
 
 
 @pytest.mark.parametrize("name, size", [("chain", 1), ("chain", 2), ("chain", 7), ("chain", 1000),
-                                        ("wide", 500), ("mlp", 3), ("mlp", 40)])
+                                        ("wide", 500), ("mlp", 3), ("mlp", 40),
+                                        ("batch_small", 3), ("batch_large", 40)])
 def test_magnitudes_match_a_brute_force_reverse_pass(name, size):
     w = W.make_workload(name, size)
     m = W.magnitudes(w)

@@ -27,6 +27,13 @@ Workloads (``make_workload(name, size)``):
          parameters.  ``size`` is the number of samples (100).  Gradients
          checked: the first, the middle and the last parameter.  The training
          step is forward + backward + SGD (lr 0.1) on all 337 parameters.
+  batch_small, batch_large
+         the same MLP's per-sample loss ``relu(1 - y*score)`` summed over
+         ``size`` rows (1,000 and 100,000 make-moons samples; no L2 term):
+         the replay case, where a compiled per-sample loss runs over rows with
+         the parameters shared (``jax.vmap`` with ``in_axes``).  Recording
+         peers record all rows as one graph.  ``size`` is the number of rows;
+         644 scalar nodes per row (643 in the loss, one add of the sum).
 
 Node counts: a workload's ``nodes`` is the number of scalar operations in its
 plain scalar formulation (the graph micrograd builds: 3*size for chain,
@@ -50,13 +57,15 @@ returns an object with the phases the timers call:
   forward()   record the graph (the "forward" time)
   backward()  the reverse pass (the "backward" time)
   result()    (value, [checked gradients]) after backward() or compile()
-  compile()   JAX only: the first call of jit(value_and_grad), traced and compiled
+  compile()   the peers that replay without recording (JAX, autograd_c's
+              ag.compile, CasADi on the batches): the first call, traced and compiled
   output()    the forward value as a float
   replay(moved)  value and gradient from the recorded graph, without running
               the Python code again (CasADi, JAX), at the workload's inputs
               (moved=False) or at ``workload.moved()``'s (moved=True); its
               raw result goes through replay_result() -> (value, grads)
   step()      one SGD training step (mlp only; state persists between calls)
+  threaded()  autograd_c's compiled batches only: replay() on 2 threads
 
 Peers that are not installed raise ImportError from ``case()``.
 """
@@ -76,7 +85,9 @@ TOLERANCE = 1e-9           # relative agreement required of every peer
 # full and --quick sizes; JAX traces the scalar graphs op by op in Python
 # (about 1 ms per chain iteration, plus an XLA compile that grows with the
 # graph), so it gets smaller chain and wide graphs.
-SIZES = {"chain": (200_000, 10_000), "wide": (200_000, 10_000), "mlp": (100, 100)}
+SIZES = {"chain": (200_000, 10_000), "wide": (200_000, 10_000), "mlp": (100, 100),
+         "batch_small": (1_000, 1_000), "batch_large": (100_000, 10_000)}
+BATCH_NODES_PER_ROW = 644    # micrograd's count of relu(1 - y*score) (643) and one add of the sum
 PEER_SIZES = {"jax": {"chain": (5_000, 500), "wide": (5_000, 500)}}
 CHECK_SIZE = 1_000          # size of the small check for peers whose backward fails at full size
 
@@ -123,6 +134,21 @@ def mlp_loss(layers, X, Y, relu):
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = ALPHA * sum(p * p for layer in layers for w, b in layer for p in w + [b])
     return data_loss + reg_loss
+
+
+def sample_loss(layers, x, y, relu):
+    """One row of the batch workloads: micrograd's MLP on x, hinge loss."""
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        x = [sum((wi * xi for wi, xi in zip(w, x)), b) for w, b in layer]
+        if i != last:
+            x = [relu(a) for a in x]
+    return relu(1 - y * x[0])
+
+
+def batch_loss(layers, X, Y, relu):
+    """sample_loss summed over the rows (Python's sum: one add per row)."""
+    return sum(sample_loss(layers, x, y, relu) for x, y in zip(X, Y))
 
 
 def make_moons(n_samples=100, noise=0.1, seed=MLP_SEED):
@@ -192,6 +218,7 @@ class Workload:
 
     def __init__(self, name, size):
         self.name, self.size = name, size
+        self.kind = "batch" if name.startswith("batch") else name
         if name == "chain":
             self.x0, self.y0 = X0, Y0
             self.nodes = 3 * size
@@ -206,6 +233,12 @@ class Workload:
             self.nodes = mlp_nodes(size)
             k = len(self.params)
             self.checked = [0, k // 2, k - 1]      # parameters whose gradients are compared
+        elif self.kind == "batch":
+            self.X, self.Y = make_moons(size)
+            self.params = mlp_init()
+            self.nodes = BATCH_NODES_PER_ROW * size
+            k = len(self.params)
+            self.checked = [0, k // 2, k - 1]
         else:
             raise ValueError(f"unknown workload {name!r}")
 
@@ -329,7 +362,10 @@ def _mlp_magnitudes(w, m, chunk=20_000):
     """mlp_loss's graph, micrograd's scalar form, in NumPy over chunks of
     samples: every product w*x, every partial sum b + w0*x0 + ..., every ReLU,
     the loss terms and their sums, and the adjoint of each (a neuron's
-    products and partial sums share the adjoint of its output)."""
+    products and partial sums share the adjoint of its output).  The batch
+    workloads' batch_loss is the same graph without the mean and the L2 term
+    (each row's loss has adjoint 1)."""
+    batch = w.kind == "batch"
     import numpy as np
     layers = mlp_layers(w.params)
     Ws = [np.array([wt for wt, _ in layer]) for layer in layers]    # nout x nin
@@ -338,9 +374,10 @@ def _mlp_magnitudes(w, m, chunk=20_000):
     X, Y = np.array(w.X), np.array(w.Y)
     n, last = len(Y), len(layers) - 1
     m.add("value", P)                  # leaves, the L2 term's squares and their running sum
-    m.add("value", np.cumsum(P * P))
-    m.add("value", P * P)
-    m.add("adjoint", ALPHA)            # of the squares and the running sum; 1 for the rest
+    if not batch:
+        m.add("value", np.cumsum(P * P))
+        m.add("value", P * P)
+        m.add("adjoint", ALPHA)        # of the squares and the running sum; 1 for the rest
     m.add("adjoint", 1.0)
     grads = [np.zeros_like(Wi) for Wi in Ws]
     grads_b = [np.zeros_like(bi) for bi in bs]
@@ -368,8 +405,8 @@ def _mlp_magnitudes(w, m, chunk=20_000):
         loss_sum = float(running[-1]) if running.size else loss_sum
         for v in (neg, u, losses, running):
             m.add("value", v)
-        # backward: d loss / d losses = 1/n, through relu(1 + -y*s) to the score
-        g = np.where(u > 0, 1.0 / n, 0.0)
+        # backward: d loss / d losses = 1/n (batches: 1), through relu(1 + -y*s) to the score
+        g = np.where(u > 0, 1.0 if batch else 1.0 / n, 0.0)
         m.add("adjoint", g)
         adj = (-y * g)[:, None]                                       # d loss / d pre of the last layer
         for i in range(last, -1, -1):
@@ -380,12 +417,14 @@ def _mlp_magnitudes(w, m, chunk=20_000):
             grads_b[i] += adj.sum(axis=0)
             adj = adj @ Ws[i]          # d loss / d inputs of layer i
             m.add("adjoint", adj)
-    data_loss = loss_sum * (1.0 / n)
-    m.add("value", data_loss)
-    m.add("value", data_loss + ALPHA * float(np.sum(P * P)))
+    alpha = 0.0 if batch else ALPHA
+    if not batch:
+        data_loss = loss_sum * (1.0 / n)
+        m.add("value", data_loss)
+        m.add("value", data_loss + ALPHA * float(np.sum(P * P)))
     for gi, gb, Wi, bi in zip(grads, grads_b, Ws, bs):                # leaves: data + 2 alpha p
-        m.add("adjoint", gi + 2 * ALPHA * Wi)
-        m.add("adjoint", gb + 2 * ALPHA * bi)
+        m.add("adjoint", gi + 2 * alpha * Wi)
+        m.add("adjoint", gb + 2 * alpha * bi)
 
 
 def magnitudes(w):
@@ -393,7 +432,8 @@ def magnitudes(w):
     workload w's scalar graph (leaves and operations; the constants'
     adjoints, which most peers never compute, are left out)."""
     m = Magnitudes()
-    {"chain": _chain_magnitudes, "wide": _wide_magnitudes, "mlp": _mlp_magnitudes}[w.name](w, m)
+    {"chain": _chain_magnitudes, "wide": _wide_magnitudes, "mlp": _mlp_magnitudes,
+     "batch": _mlp_magnitudes}[w.kind](w, m)
     return m
 
 
@@ -447,8 +487,8 @@ class FloatsCase(Case):
     trains = False
 
     def leaves(self):
-        if self.w.name == "mlp":
-            self.fn = mlp_loss
+        if self.w.kind in ("mlp", "batch"):
+            self.fn = mlp_loss if self.w.kind == "mlp" else batch_loss
             self.args = (mlp_layers(self.w.params), self.w.X, self.w.Y, _float_relu)
         else:
             self.scalar_leaves(float)
@@ -474,7 +514,8 @@ class ValueCase(Case):
     (autograd_c and micrograd): the forward, backward and readings they share."""
 
     def forward(self):
-        self.out = self._mlp() if self.w.name == "mlp" else self.fn(*self.args)
+        kind = self.w.kind
+        self.out = self._mlp() if kind == "mlp" else self._batch() if kind == "batch" else self.fn(*self.args)
 
     def backward(self):
         self.out.backward()
@@ -516,7 +557,7 @@ class AutogradCCase(ValueCase):
         self.opt = None
 
     def leaves(self):
-        if self.w.name != "mlp":
+        if self.w.kind not in ("mlp", "batch"):
             self.scalar_leaves(self.ag.Variable)
             return
         from autograd_c.nn import MLP
@@ -531,6 +572,10 @@ class AutogradCCase(ValueCase):
         scores = [model(x) for x in self.w.X]
         losses = [(1.0 - y * s).relu() for y, s in zip(self.w.Y, scores)]
         return ag.sum(losses) * (1.0 / len(losses)) + ALPHA * ag.dot(self.params, self.params)
+
+    def _batch(self):
+        model = self.model
+        return self.ag.sum([(1.0 - y * model(x)).relu() for x, y in zip(self.w.X, self.w.Y)])
 
     def step(self):
         if self.opt is None:
@@ -569,7 +614,7 @@ class MicrogradCase(ValueCase):
         self.model = None
 
     def leaves(self):
-        if self.w.name != "mlp":
+        if self.w.kind not in ("mlp", "batch"):
             self.scalar_leaves(self.Value)
             return
         self._make_model()
@@ -590,6 +635,10 @@ class MicrogradCase(ValueCase):
         data_loss = sum(losses) * (1.0 / len(losses))
         reg_loss = ALPHA * sum((p * p for p in model.parameters()))
         return data_loss + reg_loss
+
+    def _batch(self):
+        Value, model = self.Value, self.model
+        return sum((1 + -yi * model(list(map(Value, xrow)))).relu() for xrow, yi in zip(self.w.X, self.w.Y))
 
     def step(self):
         # the demo's training loop body (fixed learning rate)
@@ -631,7 +680,7 @@ class TorchCase(Case):
         return self.torch.tensor(v, dtype=self.torch.float64, requires_grad=True)
 
     def leaves(self):
-        if self.w.name != "mlp":
+        if self.w.kind not in ("mlp", "batch"):
             self.scalar_leaves(self._leaf)
             return
         self.params = [self._leaf(v) for v in self.w.params]
@@ -639,8 +688,9 @@ class TorchCase(Case):
         self.watch = [self.params[i] for i in self.w.checked]
 
     def forward(self):
-        if self.w.name == "mlp":
-            self.out = mlp_loss(self.layers, self.w.X, self.w.Y, self.torch.relu)
+        if self.w.kind in ("mlp", "batch"):
+            loss = mlp_loss if self.w.kind == "mlp" else batch_loss
+            self.out = loss(self.layers, self.w.X, self.w.Y, self.torch.relu)
         else:
             self.out = self.fn(*self.args)
 
@@ -684,7 +734,7 @@ class XadCase(Case):
             XadCase._tape = adj.Tape()
             XadCase._tape.activate()
         self.tape = XadCase._tape
-        self.values = list(workload.params) if workload.name == "mlp" else None
+        self.values = list(workload.params) if workload.kind in ("mlp", "batch") else None
 
     def _relu(self, a):
         return self.max(a, 0.0)
@@ -698,7 +748,7 @@ class XadCase(Case):
             self.__dict__.pop(k, None)
         tape = self.tape
         tape.clearAll()
-        if self.w.name != "mlp":
+        if self.w.kind not in ("mlp", "batch"):
             for v in self.scalar_leaves(self.Real):
                 tape.registerInput(v)
         else:
@@ -710,8 +760,9 @@ class XadCase(Case):
         tape.newRecording()
 
     def forward(self):
-        if self.w.name == "mlp":
-            self.out = mlp_loss(self.layers, self.w.X, self.w.Y, self._relu)
+        if self.w.kind in ("mlp", "batch"):
+            loss = mlp_loss if self.w.kind == "mlp" else batch_loss
+            self.out = loss(self.layers, self.w.X, self.w.Y, self._relu)
         else:
             self.out = self.fn(*self.args)
 
@@ -834,7 +885,8 @@ class JaxCase(Case):
     """JAX (CPU, float64 via jax_enable_x64, one thread): jit(value_and_grad).
     chain and wide are the scalar code traced op by op (the same graph as
     everyone else's; sizes are smaller, see PEER_SIZES); the MLP is written
-    the way JAX users write it, with jnp arrays (W @ h + b, jax.nn.relu).
+    the way JAX users write it, with jnp arrays (W @ h + b, jax.nn.relu); the
+    batches are jit(value_and_grad(sum of vmap(per_sample, in_axes=(None, 0, 0)))).
     compile = the first call (trace + XLA compile + run), reported apart;
     replay  = later calls on new inputs; step = a jitted SGD step."""
     peer = "jax"
@@ -878,6 +930,17 @@ class JaxCase(Case):
 
             last = len(nouts) - 1
 
+            def per_sample(params, x, y):          # the batch workloads' row, vmapped below
+                h = x
+                for i, (W, b) in enumerate(params):
+                    h = W @ h + b
+                    if i != last:
+                        h = jax.nn.relu(h)
+                return jax.nn.relu(1 - y * h[0])
+
+            def total(params, X, Y):
+                return jnp.sum(jax.vmap(per_sample, in_axes=(None, 0, 0))(params, X, Y))
+
             def loss(params, X, Y):
                 h = X
                 for i, (W, b) in enumerate(params):
@@ -891,7 +954,7 @@ class JaxCase(Case):
                 value, grads = jax.value_and_grad(loss)(params, X, Y)
                 return value, jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
 
-            self.vg = jax.jit(jax.value_and_grad(loss))
+            self.vg = jax.jit(jax.value_and_grad(total if w.kind == "batch" else loss))
             self.jstep = jax.jit(step)
             self.unpack = lambda g: [float(v) for v in np.concatenate(
                 [np.column_stack([W, b]).ravel() for W, b in g])[w.checked]]
@@ -924,15 +987,191 @@ class JaxCase(Case):
         return float(value)
 
 
+class CasadiBatchCase(Case):
+    """CasADi on the batches: the per-sample loss as an SX Function of
+    (p, x, y) with its gradient in p, ``Function.map`` over the rows with p
+    shared and both outputs summed (``map(name, "serial", rows, [0], [0, 1])``),
+    JIT-compiled with -O3 (``jit=True``, the "shell" compiler): the fastest
+    form found.  Without JIT it is about 11x slower at 1,000 rows; the
+    "thread" map (2 threads) was 13x slower at 1,000 rows and aborted the
+    process at 100,000 in CasADi 3.8.2.  compile = building, JIT and the
+    first call; replay = later calls."""
+    peer = "casadi"
+    module = "casadi"
+    records = False
+    replays = True
+    trains = False
+
+    def __init__(self, workload):
+        super().__init__(workload)
+        import casadi
+        import numpy as np
+        self.ca, self.np = casadi, np
+        self.XT = np.array(workload.X).T.copy()
+        self.YT = np.array(workload.Y).reshape(1, -1)
+        self.p0, self.p1 = np.array(workload.params), np.array(workload.moved().params)
+
+    def leaves(self):
+        pass
+
+    def compile(self):
+        ca, w = self.ca, self.w
+        nin, nouts = MLP_SHAPE
+        sizes = [nin] + list(nouts)
+        p, x, y = ca.SX.sym("p", len(w.params)), ca.SX.sym("x", nin), ca.SX.sym("y")
+        h, k = x, 0
+        for i in range(len(nouts)):
+            m = sizes[i + 1] * (sizes[i] + 1)
+            wb = ca.reshape(p[k:k + m], sizes[i] + 1, sizes[i + 1]).T     # rows: w..., b
+            k += m
+            h = ca.mtimes(wb[:, :sizes[i]], h) + wb[:, sizes[i]]
+            if i != len(nouts) - 1:
+                h = ca.fmax(h, 0)
+        loss = ca.fmax(1 - y * h, 0)
+        opts = {"jit": True, "compiler": "shell", "jit_options": {"flags": ["-O3"], "verbose": False}}
+        f = ca.Function("f", [p, x, y], [loss, ca.gradient(loss, p)], opts)
+        self.mapped = f.map("rows", "serial", w.size, [0], [0, 1], {})
+        self.value, self.grads = self.replay_result(self.replay(moved=False))
+
+    def result(self):
+        return self.value, self.grads
+
+    def output(self):
+        return self.value
+
+    def replay(self, moved=True):
+        return self.mapped(self.p1 if moved else self.p0, self.XT, self.YT)
+
+    def replay_result(self, raw):
+        grad = raw[1].full().ravel()
+        return float(raw[0]), [float(grad[i]) for i in self.w.checked]
+
+
+class AutogradCReplayCase(Case):
+    """autograd_c's compiled functions (``ag.compile``): the workload's code
+    traced once, then replayed in C at new inputs, no Python per node.
+    compile = the first call (trace, compile, one evaluation); replay = a
+    later call with new input values (value and gradient).
+
+      chain, wide  ``ag.compile`` of chain(x, y, n) / wide(A, B), inputs as
+                   floats / float64 arrays
+      mlp          micrograd's demo loss written micrograd's way (its loss
+                   code on the drop-in ``autograd_c.engine.Value`` and
+                   ``autograd_c.nn.MLP``), the 337 parameters as the input;
+                   step = training by replay: the per-sample loss (hinge +
+                   L2) over the 100 rows with the parameters shared
+                   (``vmap(in_axes=(None, 0, 0))``), ``backward(...,
+                   reduce="mean")``, ``optim.SGD``
+      batches      the per-sample loss on ``nn.MLP``, ``vmap(in_axes=(None,
+                   0, 0)).value_and_grad(..., reduce="sum")``; threaded() the
+                   same with ``threads=2``."""
+    peer = "autograd_c_replay"
+    module = "autograd_c"
+    records = False
+    replays = True
+
+    def __init__(self, workload):
+        super().__init__(workload)
+        import autograd_c
+        self.ag = autograd_c
+        self.trainer = None
+
+    def leaves(self):
+        pass
+
+    def compile(self):
+        import numpy as np
+        ag, w = self.ag, self.w
+        moved = w.moved()
+        if w.kind == "chain":
+            n = w.size
+            self.cf = ag.compile(lambda x, y: chain(x, y, n))
+            self.a0, self.a1 = (w.x0, w.y0), (moved.x0, moved.y0)
+            self.call = self.cf.value_and_grad
+            self.unpack = lambda g: [g[0], g[1]]
+        elif w.kind == "wide":
+            self.cf = ag.compile(wide)
+            self.a0 = (np.array(w.A), np.array(w.B))
+            self.a1 = (np.array(moved.A), np.array(moved.B))
+            self.call = self.cf.value_and_grad
+            self.unpack = lambda g: [float(g[0][0]), float(g[1][0])]
+        elif w.kind == "mlp":
+            from autograd_c.engine import Value
+            from autograd_c.nn import MLP
+            model = _seeded_model(MLP)
+            X, Y = w.X, w.Y
+
+            def loss(params):             # MicrogradCase._mlp: micrograd's demo code
+                inputs = [list(map(Value, xrow)) for xrow in X]
+                scores = list(map(model, inputs))
+                losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(Y, scores)]
+                data_loss = sum(losses) * (1.0 / len(losses))
+                reg_loss = ALPHA * sum((p * p for p in params))
+                return data_loss + reg_loss
+
+            self.cf = ag.compile(loss)
+            self.a0, self.a1 = (model.parameters(),), (np.array(moved.params),)
+            self.call = self.cf.value_and_grad
+            self.unpack = lambda g: [float(g[0][i]) for i in w.checked]
+        else:
+            from autograd_c.nn import MLP
+            model = _seeded_model(MLP)
+            self.cf = ag.compile(lambda params, x, y: (1.0 - y * model(x)).relu())
+            one = self.cf.vmap(in_axes=(None, 0, 0))
+            two = self.cf.vmap(in_axes=(None, 0, 0), threads=2)
+            X, Y = np.array(w.X), np.array(w.Y)
+            self.a0, self.a1 = (model.parameters(), X, Y), (np.array(moved.params), X, Y)
+            self.call = lambda *a: one.value_and_grad(*a, reduce="sum")
+            self.call2 = lambda *a: two.value_and_grad(*a, reduce="sum")
+            self.unpack = lambda g: [float(g[0][i]) for i in w.checked]
+        # the first call traces with a0 (the parameters' own Variables: they are the inputs)
+        self.value, self.grads = self.replay_result(self.call(*self.a0))
+        self.a0 = tuple(np.array(w.params) if isinstance(a, list) else a for a in self.a0)
+
+    def result(self):
+        return self.value, self.grads
+
+    def output(self):
+        return self.value
+
+    def replay(self, moved=True):
+        return self.call(*(self.a1 if moved else self.a0))
+
+    def threaded(self):
+        return self.call2(*self.a1)
+
+    def replay_result(self, raw):
+        return float(raw[0]), self.unpack(raw[1])
+
+    def step(self):
+        if self.trainer is None:
+            import numpy as np
+            from autograd_c import nn, optim
+            ag, w = self.ag, self.w
+            model = _seeded_model(nn.MLP)
+            params = model.parameters()
+            for p, v in zip(params, w.params):
+                p.data = v
+            sample = ag.compile(lambda ps, x, y: (1.0 - y * model(x)).relu() + ALPHA * ag.dot(ps, ps))
+            self.trainer = (sample.vmap(in_axes=(None, 0, 0)), params, optim.SGD(params, lr=LR),
+                            np.array(w.X), np.array(w.Y))
+        batch, params, opt, X, Y = self.trainer
+        opt.zero_grad()
+        loss = batch.backward(params, X, Y, reduce="mean")
+        opt.step()
+        return loss
+
+
 class Peer:
     """A peer: its name (for --peers), its label in tables (``labels``
     overrides it per workload), its Case class, the module it needs and the
     workloads it runs (default: all)."""
 
-    def __init__(self, name, label, cls, module=None, workloads=None, labels=None):
+    def __init__(self, name, label, cls, module=None, workloads=None, labels=None, batch_cls=None):
         self.name, self.label, self.cls, self.module = name, label, cls, module
         self.workloads = tuple(workloads or SIZES)
         self.labels = labels or {}
+        self.batch_cls = batch_cls          # its Case class for the batch workloads, if another
 
     def label_for(self, workload):
         return self.labels.get(workload, self.label)
@@ -941,6 +1180,8 @@ class Peer:
         return workload in self.workloads
 
     def case(self, workload):
+        if workload.kind == "batch" and self.batch_cls is not None:
+            return self.batch_cls(workload)
         return self.cls(workload)
 
     def version(self):
@@ -959,17 +1200,25 @@ class Peer:
         return importlib.util.find_spec(self.module) is not None
 
 
+SMALL = ("chain", "wide", "mlp", "batch_small")     # peers too slow for 100,000 rows of scalar graphs
+
 PEERS = {p.name: p for p in [
     Peer("floats", "plain floats (no AD)", FloatsCase),
     Peer("autograd_c", "autograd_c", AutogradCCase, "autograd_c",
          labels={"mlp": "autograd_c, idiomatic (nn.MLP, ag.sum/ag.dot, optim.SGD)"}),
+    Peer("autograd_c_replay", "autograd_c compiled (ag.compile, replayed in C)", AutogradCReplayCase,
+         "autograd_c", labels={"mlp": "autograd_c compiled (micrograd's loss code; step: training by replay)",
+                               "batch_small": "autograd_c compiled (vmap, 1 thread; 2 threads: see below)",
+                               "batch_large": "autograd_c compiled (vmap, 1 thread; 2 threads: see below)"}),
     Peer("autograd_c_dropin", "autograd_c drop-in (micrograd's code, imports changed)", DropInCase,
          "autograd_c", workloads=("mlp",)),
-    Peer("micrograd", "micrograd", MicrogradCase, "micrograd"),
-    Peer("torch", "PyTorch, 0-d float64 tensors, 1 thread", TorchCase, "torch"),
-    Peer("xad", "XAD (xad.adj_1st)", XadCase, "xad"),
-    Peer("casadi", "CasADi (SX, Function)", CasadiCase, "casadi"),
-    Peer("jax", "JAX, jit(value_and_grad), x64", JaxCase, "jax"),
+    Peer("micrograd", "micrograd", MicrogradCase, "micrograd", workloads=SMALL),
+    Peer("torch", "PyTorch, 0-d float64 tensors, 1 thread", TorchCase, "torch", workloads=SMALL),
+    Peer("xad", "XAD (xad.adj_1st)", XadCase, "xad", workloads=SMALL),
+    Peer("casadi", "CasADi (SX, Function)", CasadiCase, "casadi", batch_cls=CasadiBatchCase,
+         labels={"batch_small": "CasADi (SX, Function.map, JIT)", "batch_large": "CasADi (SX, Function.map, JIT)"}),
+    Peer("jax", "JAX, jit(value_and_grad), x64", JaxCase, "jax",
+         labels={"batch_small": "JAX, jit(value_and_grad(sum(vmap)))", "batch_large": "JAX, jit(value_and_grad(sum(vmap)))"}),
 ]}
 
 NOT_RUN = {

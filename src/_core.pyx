@@ -3,12 +3,18 @@
 # docs/architecture.md describes the whole system; in short:
 #   ops.h            one line per opcode: forward value and local adjoint
 #   tape.h, tape.c   the Wengert list in C arrays, the sweep, mark-compact
+#   higher.h/.cpp    forward mode, forward-over-reverse, create_graph's recorder numbers
 #   this module      everything Python sees, in include files by concern:
 #     tape_memory.pxi    each thread's Tape: reset, growth, compaction, buffers
 #     variable.pxi       the Variable type and its allocation pool
 #     record.pxi         recording operations; the public math functions
 #     backward.pxi       the reverse sweep's wrapper and gradient delivery
 #     functions.pxi      custom Functions (AC_CUSTOM nodes)
+#     tracing.pxi        tracing a function for ag.compile: guards, ConcretizationError
+#     replay.pxi         compiled functions: compiling a trace, evaluating it (replay*.c)
+#     replay_args.pxi    compiled functions' arguments: shapes, values, rows, gradients
+#     higher.pxi         the functional API: jvp, vjp, hvp, hessian, jacobian sweeps
+#     create_graph.pxi   create_graph=True: the backward pass recorded as nodes
 #     kernels.pxi        nn layers and optimiser steps in one call each
 #     introspection.pxi  grad modes, leaves/graph_size, micrograd's _prev/_op
 # Includes (not separate modules) keep every call from the arithmetic slots
@@ -24,7 +30,7 @@ from cpython.long cimport PyLong_CheckExact, PyLong_Check
 from libc.math cimport isfinite, isnan, NAN, pow
 from libc.math cimport sqrt as sqrt_c
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from tape cimport *
@@ -49,5 +55,10 @@ include "variable.pxi"
 include "record.pxi"
 include "backward.pxi"
 include "functions.pxi"
+include "tracing.pxi"
+include "replay.pxi"
+include "replay_args.pxi"
+include "higher.pxi"
+include "create_graph.pxi"
 include "kernels.pxi"
 include "introspection.pxi"

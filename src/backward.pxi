@@ -184,6 +184,7 @@ cdef int _backward(Variable v, object gradient) except -1:
     cdef double *adj
     cdef ac_sweep_result swept
     _check_settable(v, "call backward()")
+    _refuse_while_tracing("backward()")
     if v.kind == K_CONST:
         raise RuntimeError(
             "backward() on a Variable that does not require grad: it is a constant "
@@ -246,11 +247,17 @@ cdef int _zero_grad(Variable v) except -1:
     return 0
 
 
-def grad(output, inputs):
+def grad(output, inputs, create_graph=False):
     """d(output)/d(input) for each input, as a list of floats.
 
     Unlike backward(), touches no ``.grad``.  An input that output does
     not depend on gets 0.0.
+
+    With ``create_graph=True`` the gradients are Variables: the backward
+    pass is recorded as operations on the tape, so they can be
+    differentiated again, to any order, as with
+    ``torch.autograd.grad(..., create_graph=True)`` (a gradient that
+    depends on no Variable is a constant Variable).
 
     Examples
     --------
@@ -258,6 +265,10 @@ def grad(output, inputs):
     >>> x, y = ag.Variable(3.0), ag.Variable(4.0)
     >>> ag.grad(x * y, [x, y])
     [4.0, 3.0]
+    >>> (dx,) = ag.grad(x ** 3, [x], create_graph=True)    # 3 x**2
+    >>> (ddx,) = ag.grad(dx, [x], create_graph=True)       # 6 x
+    >>> dx.data, ddx.data, ag.grad(ddx, [x])
+    (27.0, 18.0, [6.0])
     """
     cdef Variable out, v
     cdef Tape tape
@@ -273,6 +284,9 @@ def grad(output, inputs):
             raise TypeError(f"grad() inputs must be Variables, but input {j} is {type(x).__name__}")
     out = output
     _check_idle("call grad()")
+    _refuse_while_tracing("ag.grad()")
+    if create_graph:
+        return _grad_graph(out, inputs, 1.0)
     result = [0.0] * len(inputs)
     if out.kind == K_CONST:
         raise RuntimeError("grad() of a Variable that does not require grad (a constant)")

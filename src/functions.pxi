@@ -4,7 +4,9 @@
 # _input_values), and the way back: the C sweep calls _function_backward
 # for such a node, which runs the user's backward() with grad disabled and
 # the tape frozen (tape_memory.pxi), checks what it returned
-# (_function_grads) and keeps the result for the rest of the pass.
+# (_function_grads) and keeps the result for the rest of the pass.  Forward
+# sweeps ask a Function's jvp (higher.pxi, _function_jvp); create_graph
+# passes run its backward on Variables (create_graph.pxi).
 # May touch: tape.functions, tape.fn_grads/fn_results/sweep_error.  User
 # code runs here: it may raise, record, or touch other threads' leaves.
 

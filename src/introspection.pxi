@@ -68,11 +68,11 @@ def leaves(v):
         return [var]
     if var.kind < K_NODE:
         return []
-    tape = _owning_tape(var)
+    tape = _reach(var, &reach)           # may raise: before anything is allocated
     entries = <int64_t *>malloc((tape.t.nleaves + 1) * sizeof(int64_t))
     if entries == NULL:
+        ac_clear_marks(&tape.t, &reach, var.index)
         raise MemoryError()
-    _reach(var, &reach)
     for k in range(reach.leaf_lo, reach.leaf_hi + 1):     # C only while the marks are set
         if tape.t.leaf_flags[k] & AC_LEAF_MARK and (<Variable>tape.t.leaf_obj[k]).kind != K_RELEASED:
             entries[n] = k

@@ -106,6 +106,14 @@ def _dense(list rows, list biases, x, activation):
                 record |= xk[k] != K_CONST
         record |= _check_layer(rows, biases, nout, nin)
         if not record or not ts.grad_enabled:
+            if ts.trace != NULL and record:
+                for k in range(nin):
+                    _check_untracked(xs[k], xk[k], None, K_CONST, "a layer under no_grad()")
+                for j in range(nout):
+                    _check_untracked(biases[j], (<Variable>biases[j]).kind, None, K_CONST,
+                                     "a layer under no_grad()")
+                    for w in rows[j]:
+                        _check_untracked(w, w.kind, None, K_CONST, "a layer under no_grad()")
             for j in range(nout):
                 row = rows[j]
                 y = (<Variable>biases[j]).value

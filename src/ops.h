@@ -3,7 +3,12 @@
  * The recorder (src/record.pxi) computes values with ac_*_value(); the reverse
  * sweep (src/tape.c) applies ac_*_adjoint().  Both read the X-macro tables
  * below, so an opcode's forward and backward formulas live on one line and
- * cannot drift apart.
+ * cannot drift apart.  Higher orders read the same line (src/higher.cpp):
+ * the adjoint column with g := an operand's tangent is the forward-mode
+ * rule, and the column evaluated in dual numbers (or with recorded
+ * Variables, for create_graph) is its derivative, so an opcode's second and
+ * third derivatives need no line of their own.  The replay engine
+ * (src/replay_sweep.h) expands the same tables.
  *
  * Names in the formulas:
  *   x  value of operand a          z  value of operand b, or the constant c
@@ -26,20 +31,51 @@
 
 /* ---- helpers whose exact form matters for edge cases ------------------- */
 
-/* sign(x) with sign(0) = sign(nan) = 0, as torch.sgn on real numbers */
-static inline double ac_sgn(double x) { return (double)((x > 0.0) - (x < 0.0)); }
+/* The helpers that adjoint columns call are written once for every number
+ * type.  C (tape.c, the Cython module) sees plain functions of doubles.  C++
+ * (src/higher.cpp, which evaluates the same adjoint columns in dual numbers
+ * for forward-over-reverse sweeps and in recorded Variables for
+ * create_graph) sees templates over the argument types, instantiated with
+ * double, dual or a recorder number; comparisons there compare values.
+ * Value helpers of a primitive (ac_relu, ac_sigmoid, ac_softplus, ac_powc,
+ * ac_max, ac_min) stay functions of doubles: a primitive's derivative comes
+ * from its adjoint column, never from the branches of its value helper
+ * (pow's special cases would lose d/dexponent), so higher.cpp overloads
+ * the ones adjoint columns call (ac_sigmoid, ac_powc) from the columns. */
+#ifdef __cplusplus
+#define AC_GENERIC1 template <class AC_N1> static inline
+#define AC_GENERIC2 template <class AC_N1, class AC_N2> static inline
+#define AC_GENERIC3 template <class AC_N1, class AC_N2, class AC_N3> static inline
+#define AC_RESULT auto       /* the common type of what is returned */
+#else
+#define AC_GENERIC1 static inline
+#define AC_GENERIC2 static inline
+#define AC_GENERIC3 static inline
+#define AC_RESULT double
+#define AC_N1 double
+#define AC_N2 double
+#define AC_N3 double
+#endif
+
+/* sign(x) with sign(0) = sign(nan) = 0, as torch.sgn on real numbers.  A
+ * plain number for every argument type: it is piecewise constant, so its
+ * derivative is 0 (torch's sgn_backward gives zeros), never 0 * inf. */
+AC_GENERIC1 double ac_sgn(AC_N1 x) { return (double)((x > 0.0) - (x < 0.0)); }
 
 /* clamp_min(x, 0): keeps nan and -0.0, as torch.relu */
 static inline double ac_relu(double x) { return x < 0.0 ? 0.0 : x; }
 
 static inline double ac_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* torch.nn.functional.softplus with beta=1, threshold=20 */
+/* torch.nn.functional.softplus with beta=1, threshold=20.  Below the
+ * threshold the adjoint is g * sigmoid(x), which torch writes g * e / (e + 1)
+ * with e = exp(x): the same number to an ulp, but differentiated again it
+ * is sigmoid's own rule (1 - s) * s, torch's softplus double backward,
+ * instead of a quotient rule that cancels for large x. */
 static inline double ac_softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }
-static inline double ac_softplus_adjoint(double g, double x)
+AC_GENERIC2 AC_RESULT ac_softplus_adjoint(AC_N1 g, AC_N2 x)
 {
-    double e = exp(x);
-    return x > 20.0 ? g : g * e / (e + 1.0);
+    return x > 20.0 ? g : g * ac_sigmoid(x);
 }
 
 /* x ** c: the one power formula of every pow opcode (x ** c, c ** x and
@@ -47,10 +83,15 @@ static inline double ac_softplus_adjoint(double g, double x)
  * It is PyTorch's rule for a scalar exponent, which evaluates these
  * exponents with sqrt / reciprocal / products instead of pow(); torch's
  * tensor ** tensor kernel calls pow() and so differs at -0.0 and -inf
- * (pow(-inf, 0.5) is +inf, sqrt(-inf) is nan) and in the last bit of x**3. */
+ * (pow(-inf, 0.5) is +inf, sqrt(-inf) is nan) and in the last bit of x**3.
+ * Exponents 1 and 0 give exactly what pow() gives (x, and 1 for every x,
+ * nan included), without the call: the derivative of x ** 2 needs x ** 1,
+ * the second derivative x ** 0. */
 static inline double ac_powc(double x, double c)
 {
     if (c == 2.0) return x * x;
+    if (c == 1.0) return x;
+    if (c == 0.0) return 1.0;
     if (c == 0.5) return sqrt(x);
     if (c == 3.0) return x * x * x;
     if (c == -1.0) return 1.0 / x;
@@ -65,15 +106,26 @@ static inline double ac_max(double x, double z) { return x != x ? x : (z != z ? 
 static inline double ac_min(double x, double z) { return x != x ? x : (z != z ? z : (x <= z ? x : z)); }
 
 /* torch splits the adjoint evenly at a tie and gives it all to the larger
- * (smaller) operand otherwise; with a nan operand both receive g. */
-static inline double ac_max_adjoint(double g, double mine, double other)
+ * (smaller) operand otherwise; with a nan operand both receive g.  The mask
+ * selects (0 whatever g is), as torch's masked_fill. */
+AC_GENERIC3 AC_RESULT ac_max_adjoint(AC_N1 g, AC_N2 mine, AC_N3 other)
 {
     return mine < other ? 0.0 : (mine == other ? g / 2.0 : g);
 }
-static inline double ac_min_adjoint(double g, double mine, double other)
+AC_GENERIC3 AC_RESULT ac_min_adjoint(AC_N1 g, AC_N2 mine, AC_N3 other)
 {
     return mine > other ? 0.0 : (mine == other ? g / 2.0 : g);
 }
+
+#undef AC_GENERIC1
+#undef AC_GENERIC2
+#undef AC_GENERIC3
+#undef AC_RESULT
+#ifndef __cplusplus
+#undef AC_N1
+#undef AC_N2
+#undef AC_N3
+#endif
 
 #define AC_TWO_OVER_SQRT_PI 1.12837916709551257390
 

@@ -94,6 +94,13 @@ cdef inline int64_t _operand(Tape tape, object o, int kind) except -1:
     return _new_leaf_entry(tape, v, AC_LEAF_CURRENT)
 
 
+cdef inline ac_ref _as_ac_ref(Tape tape, int64_t r) noexcept:
+    """A node index or leaf reference in the tape's current layout (what
+    _operand returns) as an ac_ref, the form C readers of either layout take
+    (tape.h)."""
+    return <ac_ref>r if tape.t.hi != NULL else ac_ref_of_narrow(<uint64_t>r)
+
+
 cdef int64_t _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
     """A new leaf-table entry for leaf: its current one (AC_LEAF_CURRENT),
     a past one (0), or one standing for a released Variable's value."""
@@ -199,7 +206,7 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
     if ts.anomaly and not isfinite(y):
         _anomaly(op, y, (x, z))
     if (ka | kb) == K_CONST or not ts.grad_enabled:
-        return _new_constant(y)
+        return _untracked(y, left, ka, right, kb, "arithmetic under no_grad()")
 
     tape = _tape_for(left, ka, right, kb)
     _reserve(tape, 1)
@@ -235,7 +242,7 @@ cdef object _unary(int op, object arg):
     if ts.anomaly and not isfinite(y):
         _anomaly(op, y, (x,))
     if ka == K_CONST or not ts.grad_enabled:
-        return _new_constant(y)
+        return _untracked(y, arg, ka, None, K_CONST, "a function under no_grad()")
     tape = _tape_for(arg, ka, None, K_CONST)
     _reserve(tape, 1)
     ia = <uint64_t>_operand(tape, arg, ka)
@@ -295,6 +302,10 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
                     f"detect_anomaly: {type(fn).__name__}.forward({shown}) produced {y!r}")
             _anomaly(op, y, ())
         if not any_grad or not ts.grad_enabled:
+            if ts.trace != NULL and any_grad:
+                for j in range(n):
+                    if kinds[j] != K_CONST:
+                        _check_untracked(items[j], kinds[j], None, K_CONST, where + " under no_grad()")
             return _new_constant(y)
 
         tape = _thread_tape()
@@ -326,6 +337,7 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
 
 cdef object _compare(object a, object b, int how):
     cdef double x, z
+    cdef bint r
     if type(a) is Variable:
         x = (<Variable>a).value
     elif not _number(a, &x):
@@ -335,12 +347,16 @@ cdef object _compare(object a, object b, int how):
     elif not _number(b, &z):
         return NotImplemented
     if how == 0:
-        return x < z
-    if how == 1:
-        return x <= z
-    if how == 2:
-        return x > z
-    return x >= z
+        r = x < z
+    elif how == 1:
+        r = x <= z
+    elif how == 2:
+        r = x > z
+    else:
+        r = x >= z
+    if ac_this_thread().trace != NULL:
+        _trace_guard(a, b, how, r)       # a branch on it must be replayed the same way
+    return r
 
 
 # ---------------------------------------------------------------------------

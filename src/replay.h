@@ -178,13 +178,16 @@ typedef struct ac_workspace {
     double *adj;              /* [n_slots] */
     uint8_t *active;          /* [n_instr] 1: the result depends on some input */
     double *scratch;          /* custom operands and their gradients */
+    int32_t grad_outputs;     /* set by the caller after init: ac_eval's jac covers outputs
+                                 [0, grad_outputs) only (0, the default: all) */
 } ac_workspace;
 
 int ac_workspace_init(ac_workspace *ws, const ac_program *p);   /* 0 or AC_RP_NOMEM */
 void ac_workspace_free(ac_workspace *ws);
 
 /* One row: y[j] (j < n_outputs) at inputs x[0..n_inputs); with jac != NULL
- * also jac[j * n_inputs + k] = d y_j / d x_k.  Guards are checked after the
+ * also jac[j * n_inputs + k] = d y_j / d x_k for j < ws->grad_outputs (all
+ * outputs when it is 0).  Guards are checked after the
  * forward sweep; on a nonzero return y and jac are filled with nan.
  * hooks may be NULL when the program has no AC_CUSTOM instruction (and
  * no poll is wanted). */
@@ -217,6 +220,14 @@ typedef struct ac_batch {
     double *y, *y_sum, *grad_rows, *grad_sum;
     int nthreads;
     int block;
+    /* Optional, 0/NULL by default (fields added after the first release): */
+    const double *const *x_cols;   /* instead of x: per-row input column c (c-th per-row input in
+                                      input order) of row r is x_cols[c][r * x_stride[c]], so
+                                      several arrays of any row stride need no copy */
+    const int64_t *x_stride;       /* [nb] with x_cols: doubles between two rows of column c */
+    int32_t grad_outputs;          /* differentiate outputs [0, grad_outputs) only (0: all): the
+                                      others are values only ("aux" outputs); grad_rows is then
+                                      B x grad_outputs x n and grad_sum grad_outputs x n */
 } ac_batch;
 
 int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks, ac_status *st);

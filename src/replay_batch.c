@@ -224,7 +224,7 @@ static int rp_thread_init(rp_thread *th, const rp_plan *pl)
         }
     }
     if (!pl->want_grad) return 0;
-    for (j = 0; j < m; ++j) {
+    for (j = 0; j < pl->mg; ++j) {
         rp_step *rev = th->rev + (size_t)j * pl->n_varying;
         double **ng = th->ng + (size_t)j * pl->n_nary_args;
         int32_t n = 0;
@@ -311,7 +311,7 @@ static void rp_run_rows(rp_thread *th)
     rp_plan *pl = th->pl;
     const ac_program *p = pl->p;
     const ac_batch *b = pl->b;
-    int32_t m = p->n_outputs, nin = p->n_inputs, W = pl->W, k, j, r, n, g = 0;
+    int32_t m = p->n_outputs, mg = pl->mg, nin = p->n_inputs, W = pl->W, k, j, r, n, g = 0;
     size_t stride = (size_t)pl->stride;
     int64_t r0;
 
@@ -324,8 +324,10 @@ static void rp_run_rows(rp_thread *th)
             if (pl->uniform[k]) continue;
             dst = th->vval + (size_t)pl->lane[k] * stride;
             if (b->batched == NULL || b->batched[k]) {
-                const double *src = b->x + r0 * pl->n_batched + pl->column[k];
-                for (r = 0; r < n; ++r) dst[r] = src[(int64_t)r * pl->n_batched];
+                int32_t c = pl->column[k];
+                int64_t step = b->x_cols ? b->x_stride[c] : pl->n_batched;
+                const double *src = b->x_cols ? b->x_cols[c] + r0 * step : b->x + r0 * step + c;
+                for (r = 0; r < n; ++r) dst[r] = src[(int64_t)r * step];
             } else {
                 double u = b->shared[pl->column[k]];
                 for (r = 0; r < n; ++r) dst[r] = u;
@@ -362,7 +364,7 @@ static void rp_run_rows(rp_thread *th)
         }
         if (!pl->want_grad) continue;
         /* reverse, one output at a time */
-        for (j = 0; j < m; ++j) {
+        for (j = 0; j < mg; ++j) {
             int32_t s = p->outputs[j];
             const rp_step *rev = th->rev + (size_t)j * pl->n_varying;
             double *seed;
@@ -388,7 +390,7 @@ static void rp_run_rows(rp_thread *th)
                 if (pl->uniform[k]) continue;
                 ga = th->vadj + (size_t)pl->lane[k] * stride;
                 if (b->grad_rows)
-                    for (r = 0; r < n; ++r) b->grad_rows[((r0 + r) * m + j) * nin + k] = ga[r];
+                    for (r = 0; r < n; ++r) b->grad_rows[((r0 + r) * mg + j) * nin + k] = ga[r];
                 acc = th->gsum[(size_t)j * nin + k];
                 for (r = 0; r < n; ++r) acc += ga[r];
                 th->gsum[(size_t)j * nin + k] = acc;
@@ -417,7 +419,10 @@ static int rp_check_batch(const ac_program *p, const ac_batch *b, const ac_hooks
     if (b->block < 0 || b->block > AC_REPLAY_MAX_BLOCK)
         return rp_fail(st, AC_RP_INVALID, -1, "block must be 0 (the default) or 1 to AC_REPLAY_MAX_BLOCK");
     for (k = 0; k < p->n_inputs; ++k) nb += b->batched == NULL || b->batched[k] != 0;
-    if (b->rows > 0 && nb > 0 && b->x == NULL) return rp_fail(st, AC_RP_INVALID, -1, "per-row inputs but no x");
+    if (b->rows > 0 && nb > 0 && b->x == NULL && b->x_cols == NULL)
+        return rp_fail(st, AC_RP_INVALID, -1, "per-row inputs but no x");
+    if (b->x_cols != NULL && b->x_stride == NULL) return rp_fail(st, AC_RP_INVALID, -1, "x_cols without x_stride");
+    if (b->grad_outputs < 0) return rp_fail(st, AC_RP_INVALID, -1, "a negative grad_outputs");
     if (nb < p->n_inputs && b->shared == NULL) return rp_fail(st, AC_RP_INVALID, -1, "shared inputs but no shared");
     if (p->n_custom > 0 && (hooks == NULL || hooks->forward == NULL
                             || ((b->grad_rows || b->grad_sum) && hooks->backward == NULL)))
@@ -428,10 +433,11 @@ static int rp_check_batch(const ac_program *p, const ac_batch *b, const ac_hooks
 static void rp_fill_batch_nan(const ac_program *p, const ac_batch *b)
 {
     int64_t m = p->n_outputs, n = p->n_inputs;
+    int64_t mg = b->grad_outputs > 0 && b->grad_outputs < m ? b->grad_outputs : m;
     rp_fill_nan(b->y, b->rows * m);
     rp_fill_nan(b->y_sum, m);
-    rp_fill_nan(b->grad_rows, b->rows * m * n);
-    rp_fill_nan(b->grad_sum, m * n);
+    rp_fill_nan(b->grad_rows, b->rows * mg * n);
+    rp_fill_nan(b->grad_sum, mg * n);
 }
 
 /* Summed mode, after the rows: the reverse of the uniform instructions,
@@ -441,9 +447,9 @@ static int rp_hoisted_reverse(const rp_plan *pl, rp_thread *ths, int nth, double
 {
     const ac_program *p = pl->p;
     const ac_batch *b = pl->b;
-    int32_t m = p->n_outputs, nin = p->n_inputs, base = nin + p->n_consts, j, s, k;
+    int32_t nin = p->n_inputs, base = nin + p->n_consts, j, s, k;
     int t;
-    for (j = 0; j < m; ++j) {
+    for (j = 0; j < pl->mg; ++j) {
         memset(adj, 0, (size_t)p->n_slots * sizeof *adj);
         for (s = 0; s < p->n_slots; ++s) {
             if (!pl->uniform[s] || pl->lane[s] < 0) continue;
@@ -487,6 +493,7 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
     pl.hooks = hooks;
     pl.per_row = b->grad_rows != NULL;
     pl.want_grad = b->grad_rows != NULL || b->grad_sum != NULL;
+    pl.mg = b->grad_outputs > 0 && b->grad_outputs < m ? b->grad_outputs : m;
     pl.pool_owned = rp_pool_acquire();
     if (rp_plan_build(&pl, p, b) < 0) goto nomem;
     pl.W = b->block > 0 ? b->block : rp_default_block(&pl, b->rows, b->nthreads);
@@ -548,7 +555,7 @@ int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks,
             b->y_sum[j] = acc;
         }
     if (b->grad_sum) {
-        for (j = 0; j < m; ++j)
+        for (j = 0; j < pl.mg; ++j)
             for (k = 0; k < nin; ++k) {
                 double acc = 0.0;
                 if (pl.uniform[k]) continue;

@@ -25,6 +25,7 @@ typedef struct rp_plan {
     const ac_hooks *hooks;
     int per_row;              /* per-row gradients: every input varies, nothing is reversed once */
     int want_grad;
+    int32_t mg;               /* outputs differentiated: [0, mg) (ac_batch.grad_outputs) */
     int32_t W;                /* rows per block */
     int32_t stride;           /* doubles between two slots' lanes (W rounded up to 8) */
     int32_t n_batched;        /* columns of x */

@@ -67,6 +67,7 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
             const double *x, double *y, double *jac, ac_status *st)
 {
     int32_t base = p->n_inputs + p->n_consts, i, j, k;
+    int32_t mg = ws->grad_outputs > 0 && ws->grad_outputs < p->n_outputs ? ws->grad_outputs : p->n_outputs;
     double *val = ws->val;
 
     rp_status_ok(st);
@@ -97,7 +98,7 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
     if (y != NULL)
         for (j = 0; j < p->n_outputs; ++j) y[j] = val[p->outputs[j]];
     if (jac != NULL) {
-        for (j = 0; j < p->n_outputs; ++j) {
+        for (j = 0; j < mg; ++j) {
             if (RP_UNLIKELY(rp_reverse_output(p, ws, hooks, j, &i))) {
                 st->custom = rp_custom_id(p, i);
                 rp_fail(st, AC_RP_HOOK, -1, "a Function's backward failed");
@@ -113,6 +114,6 @@ int ac_eval(const ac_program *p, ac_workspace *ws, const ac_hooks *hooks,
     return AC_RP_OK;
 failed:
     rp_fill_nan(y, p->n_outputs);
-    rp_fill_nan(jac, (int64_t)p->n_outputs * p->n_inputs);
+    rp_fill_nan(jac, (int64_t)mg * p->n_inputs);
     return st->code;
 }

@@ -35,6 +35,10 @@
 #define AC_ALWAYS_INLINE inline
 #endif
 
+#ifdef __cplusplus     /* src/higher.cpp calls the C functions below */
+extern "C" {
+#endif
+
 typedef int64_t ac_node;    /* a node index; -1 where there is none */
 typedef uint64_t ac_code;   /* a node's opcode, mark bit and operands, packed */
 
@@ -447,5 +451,9 @@ static inline ac_node ac_rank(const ac_compactor *cp, ac_node i)
  * rebuild the constant pool and operand lists. */
 void ac_compact_finish(ac_tape *t, ac_compactor *cp, const int64_t *leaf_remap);
 void ac_compact_free(ac_compactor *cp);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* AUTOGRAD_C_TAPE_H */

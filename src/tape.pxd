@@ -114,6 +114,7 @@ cdef extern from "tape.h" nogil:
     ac_node ac_push_nary(ac_tape *t, int op, int64_t offset, double v)
     void ac_set_word(ac_tape *t, int64_t pos, uint64_t w)
     # reading a node's operands
+    ac_ref ac_ref_of_narrow(uint64_t f)   # a narrow-layout operand field as an ac_ref
     ac_ref ac_ref_a(const ac_tape *t, ac_node i)
     ac_ref ac_ref_b(const ac_tape *t, ac_node i)
     int64_t ac_const_b(const ac_tape *t, ac_node i)
@@ -141,4 +142,64 @@ cdef extern from "thread_state.h" nogil:
         void *tape                    # borrowed: this thread's Tape, or NULL
         int grad_enabled
         int anomaly
+        void *trace                   # borrowed: the _Trace being recorded on this thread, or NULL
     ac_thread_state *ac_this_thread()
+
+cdef extern from "higher.h":
+    # called with the GIL by ac_tangent_sweep for AC_CUSTOM nodes (a Function's jvp)
+    ctypedef int (*ac_jvp_hook)(void *ctx, ac_node i, const double *tangents, const uint8_t *on,
+                                double *out) noexcept
+
+    ctypedef struct ac_tangents:
+        ac_node lo                    # nodes below lo have no tangent
+        ac_node sweep_from "from"     # the sweep starts here (no tangent in [lo, from))
+        int64_t leaf_lo               # nor leaf entries below leaf_lo
+        const double *leaf_dot        # [nleaves - leaf_lo] tangents of leaf entries
+        const uint8_t *leaf_on        #   1 where an entry has one
+        double *dot                   # [hi - lo + 1] out: node tangents
+        uint8_t *on                   #   1 where a node has one
+        double *scratch               # AC_CUSTOM operand tangents (longest operand list)
+        uint8_t *scratch_on
+        ac_jvp_hook custom_jvp
+        void *ctx
+
+    uint8_t AC_ADJ_REACHED            # ac_adjoints.state bits
+    uint8_t AC_ADJ_DOT
+
+    ctypedef struct ac_adjoints:
+        ac_node lo                    # nodes below lo are not swept
+        int64_t leaf_lo               # contributions to entries below leaf_lo are dropped
+        uint8_t *state                # [root - lo + 1] AC_ADJ_* bits (caller zeroes, seeds)
+        double *adj                   # [root - lo + 1] adjoints
+        double *adj_dot               #   and their tangents (forward-over-reverse), or NULL
+        double *leaf_adj              # [nleaves - leaf_lo] zeroed by the caller
+        double *leaf_adj_dot          #   and their tangents, or NULL
+        const ac_tangents *tangents   # forward-over-reverse; NULL for first order
+        int tangents_only             # adjoints known: sweep only their tangents (Hessian columns)
+        const uint8_t *active         # 1 where a node depends on some input (NULL: any may)
+        ac_node custom_node           # out: the AC_CUSTOM node that needs a second-order rule
+
+    cdef enum:
+        AC_REC_NONE, AC_REC_NUMBER, AC_REC_OBJECT, AC_REC_OPERAND, AC_REC_FAILED
+
+    ctypedef struct ac_rec:
+        double v                      # value
+        void *obj                     # AC_REC_OBJECT: a Python object (borrowed)
+        uint32_t ref                  # AC_REC_OPERAND: a tape operand reference
+        int kind                      # AC_REC_*
+        const void *hooks             # the recorder (set by the C++ side)
+
+    ctypedef struct ac_rec_hooks:
+        int (*binary)(void *ctx, int op, const ac_rec *a, const ac_rec *b, ac_rec *out) noexcept
+        int (*unary)(void *ctx, int op, const ac_rec *a, ac_rec *out) noexcept
+        void *ctx
+
+    # called with the GIL (hooks run Python code), so not nogil
+    int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
+    void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, int64_t nl,
+                       ac_node *first)
+    int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
+    int ac_record_adjoint(const ac_tape *t, ac_node i, const ac_rec *g, const ac_rec_hooks *hooks,
+                          ac_rec out[2])
+    int ac_record_binary(int op, const ac_rec *a, const ac_rec *b, const ac_rec_hooks *hooks,
+                         ac_rec *out)

@@ -99,6 +99,8 @@ cdef class Tape:
     cdef bint kept_valid          # kept_adj holds them (zero_grad() may have made them unknown)
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
+    cdef uint64_t epoch           # counts the events that renumber nodes (compaction, reset), so a
+                                  # caller holding indices across Python code can tell
 
     def __cinit__(self):
         ac_tape_init(&self.t)
@@ -164,6 +166,7 @@ cdef class Tape:
         self.known_from = 0
         self.budget = _compaction_floor_bytes
         self._retain()
+        self.epoch += 1
         self._set_limit()
         old_consts, old_functions = self.const_objs, self.functions
         if self.const_objs:
@@ -428,6 +431,7 @@ cdef class Tape:
         for k in range(kept_leaves):
             t.ndetached += not t.leaf_flags[k] & AC_LEAF_CURRENT
         ac_compact_finish(t, &cp, leaf_remap)
+        self.epoch += 1
         p = self.live_head
         while p != NULL:
             v = <Variable>p
@@ -521,7 +525,8 @@ cdef void _settle(Tape tape) noexcept:
 cdef str _busy_message(Tape tape, str what):
     return (f"cannot {what} inside a Function's backward() or a finalizer that runs during a "
             "backward pass over this thread's tape, which must not change until the pass ends "
-            "(higher-order gradients are not supported)")
+            "(to differentiate a gradient, record it: backward(create_graph=True) or "
+            "grad(..., create_graph=True))")
 
 
 cdef inline int _check_not_busy(Tape tape, str what) except -1:

@@ -54,6 +54,9 @@ cdef class Variable:
     cdef PyObject *prev           # K_NODE: the tape's registry of live Variables
     cdef PyObject *next
     cdef PyObject *label          # strong reference to the name (a str), or NULL
+    cdef PyObject *grad_obj       # K_LEAF: strong reference to the accumulated gradient when it
+                                  # is a recorded Variable (create_graph=True), else NULL; its
+                                  # value is then grad_value (see the grad property)
 
     __array_ufunc__ = None        # NumPy defers `np.float64(2) * v` to Variable.__rmul__
 
@@ -88,6 +91,8 @@ cdef class Variable:
     @property
     def data(self):
         """The value, a float.  Assignable on leaves and constants."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.data")
         return self.value
 
     @data.setter
@@ -102,6 +107,8 @@ cdef class Variable:
     @property
     def value(self):
         """Alias of :attr:`data`."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.value")
         return self.value
 
     @value.setter
@@ -110,20 +117,41 @@ cdef class Variable:
 
     @property
     def grad(self):
-        """d(output)/d(self) as a float, 0.0 before any backward().
+        """d(output)/d(self): a float, 0.0 before any backward().
 
         Leaves accumulate it over backward() calls until zeroed; a recorded
-        Variable shows the adjoint of the latest backward() pass.
+        Variable shows the adjoint of the latest backward() pass.  After
+        ``backward(create_graph=True)`` a leaf's gradient that depends on
+        Variables is itself a recorded Variable, differentiable again
+        (later create_graph passes add to it as recorded operations); a
+        first-order backward() that adds to it makes it a float again.
+        Assign None or 0 to clear it.
         """
+        cdef double pending = 0.0
         if self.cache_tape != NULL:
-            return self.grad_value + self.cache_tape.leaf_grad[self.index]
+            pending = self.cache_tape.leaf_grad[self.index]
+        if self.grad_obj != NULL:
+            if pending == 0.0 and _same_number((<Variable>self.grad_obj).value, self.grad_value):
+                return <object>self.grad_obj
+            _drop_grad_graph(self)    # a first-order pass added to it: a float again
+        if self.cache_tape != NULL:
+            # nothing pending: the value as set (a -0.0 stays -0.0)
+            return self.grad_value if pending == 0.0 else self.grad_value + pending
         if self.grad_unknown:
             return None
         return self.grad_value
 
     @grad.setter
     def grad(self, value):
+        cdef Variable g
         _check_settable(self, "assign .grad")
+        if type(value) is Variable:
+            g = value
+            _set_leaf_grad(self, g.value)
+            if g.kind == K_LEAF or g.kind == K_NODE:     # a gradient with a graph
+                _incref(<PyObject *>g)
+                self.grad_obj = <PyObject *>g
+            return
         _set_leaf_grad(self, 0.0 if value is None else _real(value, "grad"))
 
     @property
@@ -176,20 +204,33 @@ cdef class Variable:
 
     def item(self):
         """The value as a Python float."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.item()")
         return self.value
 
     def detach(self):
         """A constant with the same value, outside every graph."""
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "v.detach()")
         return _new_constant(self.value)
 
+    # While a function is traced for ag.compile (src/tracing.pxi), a value
+    # read refuses and a truth test becomes a guard.
     def __float__(self):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "float(v)")
         return self.value
 
     def __int__(self):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "int(v)")
         return int(self.value)
 
     def __bool__(self):
-        return self.value != 0.0
+        cdef bint r = self.value != 0.0
+        if ac_this_thread().trace != NULL:
+            _trace_guard(self, None, GUARD_TRUTH, r)
+        return r
 
     def __hash__(self):
         # identity hash: Variables are usable as set members and dict keys
@@ -203,6 +244,8 @@ cdef class Variable:
         return f"Variable(data={self.value!r}, grad={self.grad!r}{name})"
 
     def __format__(self, spec):
+        if ac_this_thread().trace != NULL:
+            _check_concrete(self, "formatting (f-string, format())")
         return format(self.value, spec)
 
     def __reduce__(self):
@@ -210,11 +253,11 @@ cdef class Variable:
             raise TypeError(
                 "a recorded Variable cannot be pickled or copied (its graph lives in a "
                 "thread's tape); pickle v.detach() or v.data instead")
-        return (_rebuild, (self.value, self.kind == K_LEAF, self.name, self.grad))
+        return (_rebuild, (self.value, self.kind == K_LEAF, self.name, float(self.grad or 0.0)))
 
     # -- gradients ----------------------------------------------------------
 
-    def backward(self, gradient=1.0):
+    def backward(self, gradient=1.0, create_graph=False):
         """Add d(self)/d(leaf) * gradient into ``.grad`` of every leaf self depends on.
 
         Gradients accumulate: calling backward() twice adds twice, until
@@ -222,13 +265,42 @@ cdef class Variable:
         graph is kept, so backward() can be called again.  Recorded
         Variables' ``.grad`` then show this pass's adjoints.
 
+        With ``create_graph=True`` the backward pass is itself recorded
+        as operations on the tape (as PyTorch and DeZero do), so a leaf's
+        ``.grad`` becomes a Variable that can be differentiated again, to
+        any order; ``gradient`` may then be a Variable too.  The leaf then
+        holds a graph that holds the leaf: clear ``.grad`` (``x.grad =
+        None``) when done, or use ``ag.grad(..., create_graph=True)``,
+        which touches no ``.grad``.  Custom Functions take part only with
+        ``differentiable_backward = True`` (see :class:`Function`).
+
+        Examples
+        --------
+        Newton's method for f(x) = x**4 - 2 x**2, as in DeZero:
+
+        >>> import autograd_c as ag
+        >>> x = ag.Variable(2.0)
+        >>> for i in range(8):
+        ...     y = x ** 4 - 2 * x ** 2
+        ...     y.backward(create_graph=True)
+        ...     gx = x.grad
+        ...     x.grad = None
+        ...     gx.backward()
+        ...     x.data -= gx.data / x.grad
+        ...     x.grad = None
+        >>> x.data
+        1.0
+
         Raises
         ------
         RuntimeError
             If self does not require grad, belongs to another thread's tape,
             or a leaf of its graph was assigned a new value after recording.
         """
-        _backward(self, gradient)
+        if create_graph:
+            _backward_graph(self, gradient)
+        else:
+            _backward(self, gradient)
 
     def zero_grad(self):
         """Set ``.grad`` to 0 on self and on every leaf self depends on."""
@@ -408,8 +480,10 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
             (<Tape>owner).maybe_garbage += 1     # its node may be garbage now
         if (<Tape>owner).live == 0:
             (<Tape>owner)._reset()
+    cdef PyObject *grad_obj = (<Variable>o).grad_obj
     (<Variable>o).owner = NULL
     (<Variable>o).label = NULL
+    (<Variable>o).grad_obj = NULL
     if _nspare < SPARE_MAX:
         _spare[_nspare] = o
         _nspare += 1
@@ -417,6 +491,7 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
         _free_variable(o)
     _xdecref(owner)      # last: these may free a Tape, which frees leaves
     _xdecref(label)
+    _xdecref(grad_obj)
 
 (<PyTypeObject *>Variable).tp_dealloc = _variable_dealloc
 
@@ -481,12 +556,26 @@ cdef inline void _detach(Variable v) noexcept:
     v.cache_tape = NULL
 
 
+cdef inline bint _same_number(double a, double b) noexcept:
+    return a == b or (a != a and b != b)
+
+
+cdef void _drop_grad_graph(Variable v) noexcept:
+    """Forget the Variable a leaf's gradient was held as (grad_value stays)."""
+    cdef PyObject *old = v.grad_obj
+    v.grad_obj = NULL
+    _xdecref(old)          # last: dropping a Variable may run code
+
+
 cdef inline void _set_leaf_grad(Variable v, double g) noexcept:
     """Set .grad; for a leaf that includes what its current entry holds."""
+    cdef PyObject *old = v.grad_obj
     v.grad_value = g
     v.grad_unknown = 0
     if v.cache_tape != NULL:
         v.cache_tape.leaf_grad[v.index] = 0.0
+    v.grad_obj = NULL
+    _xdecref(old)          # last: dropping a Variable may run code
 
 
 cdef inline bint _is_stale(ac_tape *t, int64_t k) noexcept:
@@ -548,6 +637,7 @@ cdef Variable _new_constant(double y):
     v.prev = NULL
     v.next = NULL
     v.label = NULL
+    v.grad_obj = NULL
     return v
 
 
@@ -564,6 +654,7 @@ cdef inline Variable _new_node(Tape tape, ac_node i, double y):
     v.grad_unknown = 0
     v.used = 0
     v.label = NULL
+    v.grad_obj = NULL
     v.prev = NULL
     v.next = tape.live_head
     if tape.live_head != NULL:

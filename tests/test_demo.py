@@ -27,6 +27,28 @@ def test_training_gives_micrographs_losses_and_accuracies_at_every_step():
     assert final == pytest.approx(REFERENCE["final_parameters"], rel=1e-9, abs=1e-12)
 
 
+def test_training_by_replay_reaches_the_recording_demos_losses():
+    """demo --replay: the per-sample loss compiled once and replayed over the
+    batch gives the recording demo's loss and accuracy at every step (and
+    micrograd's, which the recording demo matches), to 1e-9."""
+    model, (X, y), history, seconds = demo.train_replay(steps=100, progress=False)
+    steps = [entry for entry in REFERENCE["history"] if entry[0] >= 0]
+    assert len(history) == 100
+    for (loss, accuracy), (k, ref_loss, ref_accuracy) in zip(history, steps):
+        assert loss == pytest.approx(ref_loss, rel=1e-9, abs=1e-12), f"step {k}"
+        assert accuracy == ref_accuracy, f"step {k}"
+    final = [p.data for p in model.parameters()]
+    assert final == pytest.approx(REFERENCE["final_parameters"], rel=1e-9, abs=1e-12)
+
+
+def test_replay_demo_on_a_larger_problem_with_threads():
+    done = run_demo("--replay", "--samples", "5000", "--threads", "2", "--steps", "20", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "20 steps in" in done.stdout and "samples/s" in done.stdout and "by replay" in done.stdout
+    done = run_demo("--threads", "2", "--steps", "2", "--quiet")
+    assert done.returncode == 2 and "--threads needs --replay" in done.stderr
+
+
 def run_demo(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "autograd_c", "demo", *args],
                           capture_output=True, text=True, timeout=120, **kwargs)

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
-CORE_FILES = sorted(p for p in SRC.glob("*") if p.suffix in {".pyx", ".pxi", ".pxd", ".h", ".c"})
+CORE_FILES = sorted(p for p in SRC.glob("*") if p.suffix in {".pyx", ".pxi", ".pxd", ".h", ".c", ".cpp"})
 
 if not SRC.is_dir():  # pragma: no cover - an installed package without its sources
     pytest.skip("the source tree is not here", allow_module_level=True)

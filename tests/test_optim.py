@@ -310,7 +310,7 @@ def test_bad_parameter_lists(cls):
     with pytest.raises(TypeError, match="constant"):
         cls([c], **kw)
     opt = cls((p for p in (x, y)), **kw)     # any iterable
-    assert opt.params == [x, y]
+    assert opt.params == (x, y)
     assert repr(opt) == f"{cls.__name__}(2 parameters)"
 
 

@@ -41,3 +41,20 @@ def test_public_names_are_exported():
     import autograd_c as ag
     for name in ag.__all__:
         assert getattr(ag, name).__doc__, name
+
+
+def test_compiled_core_needs_no_cxx_runtime():
+    """src/higher.cpp is C++ for its number types only: no exceptions, RTTI or
+    standard library, so the module links as C and needs nothing from
+    libstdc++ (a wheel must not depend on the C++ runtime)."""
+    import autograd_c._core as core
+    if not sys.platform.startswith("linux") or shutil.which("nm") is None:
+        return
+    undefined = subprocess.run(["nm", "-u", "-D", core.__file__], capture_output=True,
+                               text=True).stdout.split()
+    cxx = [s for s in undefined if s.startswith(("_Z", "__cxa_", "__gxx_")) and s != "__cxa_finalize"
+           and not s.startswith("__cxa_finalize@")]
+    assert cxx == []
+    if shutil.which("readelf"):
+        needed = subprocess.run(["readelf", "-d", core.__file__], capture_output=True, text=True).stdout
+        assert "libstdc++" not in needed

@@ -14,7 +14,8 @@ PACKAGE = pathlib.Path(ag.__file__).parent
 STUB = PACKAGE / "_core.pyi"
 PUBLIC_MODULES = ["autograd_c", "autograd_c.optim", "autograd_c.nn", "autograd_c.engine",
                   "autograd_c.function", "autograd_c.modes", "autograd_c.checking",
-                  "autograd_c.viz", "autograd_c.datasets"]
+                  "autograd_c.viz", "autograd_c.datasets", "autograd_c.compiled",
+                  "autograd_c.functional"]
 
 
 def stub_tree():

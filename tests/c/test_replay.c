@@ -1134,6 +1134,54 @@ static void check_batched(graph *g, const char *what)
                           what, pass, threads, b.block, !batched[k], j, k, GS[j * n + k], sumj[j * n + k]);
             }
         }
+        /* the per-row columns from separate strided arrays (x_cols), and
+         * only the first output differentiated (grad_outputs = 1): the same
+         * bits as the summed run above, and per row as ac_eval's first
+         * Jacobian row */
+        if (nb > 0) {
+            double *cols[256], *colmem = malloc(sizeof(double) * (size_t)(3 * B * nb + 1)), *G1;
+            int64_t strides[256];
+            int c;
+            double YS2[16], *GS2 = malloc(sizeof(double) * (size_t)(m * n + 1));
+            for (c = 0; c < nb; ++c) {
+                strides[c] = 1 + c % 3;
+                cols[c] = colmem + (size_t)3 * B * c;
+                for (r = 0; r < B; ++r) cols[c][r * strides[c]] = Xb[r * nb + c];
+            }
+            memset(&b, 0, sizeof b);
+            b.rows = B; b.batched = batched; b.x_cols = (const double *const *)cols; b.x_stride = strides;
+            b.shared = shared; b.y_sum = YS2; b.grad_sum = GS2; b.weight = W; b.nthreads = 2;
+            b.block = 1 + rnd_int(70); b.grad_outputs = 1;
+            rc = ac_eval_batch(&p, &b, &hooks, &st);
+            CHECK(rc == 0, "%s: x_cols batch %d %s", what, rc, st.what);
+            for (j = 0; j < m; ++j) {
+                double ya = 0.0;
+                for (r = 0; r < B; ++r) ya += fabs(W[r] * rowy[r * m + j]);
+                CHECK(close_enough(YS2[j], ysum[j], ya), "%s: x_cols y_sum %.17g vs %.17g", what, YS2[j], ysum[j]);
+            }
+            for (k = 0; k < n; ++k)
+                CHECK(close_enough(GS2[k], sumj[k], scale[k]), "%s (x_cols, grad_outputs 1): grad_sum[0][%d] %.17g vs %.17g",
+                      what, k, GS2[k], sumj[k]);
+            G1 = malloc(sizeof(double) * (size_t)(B * n + 1));
+            memset(&b, 0, sizeof b);
+            b.rows = B; b.batched = batched; b.x_cols = (const double *const *)cols; b.x_stride = strides;
+            b.shared = shared; b.y = Y; b.grad_rows = G1; b.nthreads = 1 + rnd_int(2); b.grad_outputs = 1;
+            rc = ac_eval_batch(&p, &b, &hooks, &st);
+            CHECK(rc == 0, "%s: x_cols per-row batch %d %s", what, rc, st.what);
+            for (r = 0; r < B; ++r)
+                for (k = 0; k < n; ++k)
+                    CHECK(same_bits(G1[r * n + k], rowj[(size_t)r * m * n + k]),
+                          "%s (x_cols, grad_outputs 1): grad_rows[%d][%d] %.17g vs %.17g", what, r, k,
+                          G1[r * n + k], rowj[(size_t)r * m * n + k]);
+            /* ac_eval with grad_outputs = 1: the first Jacobian row only */
+            ws.grad_outputs = 1;
+            rc = ac_eval(&p, &ws, &hooks, X, rowy, G1, &st);
+            CHECK(rc == 0, "%s: ac_eval grad_outputs %d", what, rc);
+            for (k = 0; k < n; ++k)
+                CHECK(same_bits(G1[k], rowj[k]), "%s: ac_eval grad_outputs 1: jac[0][%d]", what, k);
+            ws.grad_outputs = 0;
+            free(G1); free(GS2); free(colmem);
+        }
         /* per-row gradients with some inputs shared (copied into every row):
          * bit-identical to ac_eval again */
         memset(&b, 0, sizeof b);
