@@ -169,9 +169,18 @@ def test_a_graph_past_2_27_nodes():
     """A chain of 2^27 + 2^20 nodes: past the narrow layout's 134,217,727.
     Every 1024th step leaves a dead node, so a compaction at the end moves
     nodes across the 2^27 boundary; the gradient is checked before and
-    after, against the closed form."""
+    after, against the closed form.  Then, with the graph alive, every
+    higher-order and compile path runs on graphs whose node indices are past
+    2^27 (high index bits in use) and must give what it gives on a fresh,
+    narrow tape."""
+    import test_wide_higher as wh
     steps = (2 ** 27 + 2 ** 20) // 2
     c = 1.0 - 1e-9
+
+    def battery():
+        return [wh._plain(wh.functional_results()), wh.create_graph_results(), wh.compile_results()]
+
+    narrow = in_fresh_thread(battery)
 
     def body():
         x = ag.Variable(0.5)
@@ -189,9 +198,11 @@ def test_a_graph_past_2_27_nodes():
         _core._compact()
         assert ag.tape_stats()["nodes"] < s["nodes"] + 3
         tail.backward()
-        return first, x.grad, ag.tape_stats()["nodes"]
+        assert ag.tape_stats()["nodes"] > 2 ** 27 and ag.tape_stats()["wide"]
+        return first, x.grad, ag.tape_stats()["nodes"], battery()
 
-    first, second, nodes = in_fresh_thread(body)
+    first, second, nodes, wide = in_fresh_thread(body)
+    assert wide == narrow
     # d tail / dx = 1.5 * dy/dx + 1, dy/dx = sum_{k=0}^{steps} c^k
     dy = -math.expm1((steps + 1) * math.log1p(-1e-9)) / 1e-9
     assert first == pytest.approx(1.5 * dy + 1.0, rel=1e-9)
