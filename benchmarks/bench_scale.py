@@ -319,7 +319,8 @@ def format_markdown(rows, meta):
         "",
         "CPU ns per tape node (process_time: user + system, page faults included; the machine is shared, "
         "and \"wall / CPU\" gives the median ratio of wall-clock to CPU time, 1.00 when the process had a core "
-        "to itself): best round / median round over all rounds of all fresh processes; "
+        "to itself): best round / median round over all rounds of all fresh processes / median of the "
+        "later rounds (each process's rounds after its first); "
         "\"first\": the first recording in each process (median over processes); forward / floats: best "
         "forward over best plain-float run of the same code.  Bytes per tape node (median over processes): "
         "RSS growth while recording, peak RSS above the start during forward + backward, the tape's own "
@@ -332,8 +333,8 @@ def format_markdown(rows, meta):
         unit = "iterations" if name == "chain" else "samples"
         lines += ["", f"**{name}**" + (" (nn.MLP, idiomatic; plain floats run micrograd's scalar loops)"
                                        if name == "mlp" else ""), "",
-                  f"| tape nodes | {unit} | processes x rounds | floats ns/node | forward ns/node best / median "
-                  "| first forward | forward / floats | backward ns/node best / median | first backward "
+                  f"| tape nodes | {unit} | processes x rounds | floats ns/node | forward ns/node best / median / later "
+                  "| first forward | forward / floats | backward ns/node best / median / later | first backward "
                   "| RSS B/node | peak B/node | tape B/node | wall / CPU |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mine:
@@ -345,9 +346,10 @@ def format_markdown(rows, meta):
             lines.append(
                 f"| {n:,} | {r['size']:,} | {r['processes']} x {r['rounds'] // r['processes']} "
                 f"| {_ns(r['floats_best_ns'])} "
-                f"| {_ns(r['forward_best_ns'])} / {_ns(r['forward_median_ns'])} | {_ns(r['first_forward_median_ns'])} "
+                f"| {_ns(r['forward_best_ns'])} / {_ns(r['forward_median_ns'])} / {_ns(_later(r, 'forward'))} "
+                f"| {_ns(r['first_forward_median_ns'])} "
                 f"| {r['forward_over_floats']:.2f}x "
-                f"| {_ns(r['backward_best_ns'])} / {_ns(r['backward_median_ns'])} "
+                f"| {_ns(r['backward_best_ns'])} / {_ns(r['backward_median_ns'])} / {_ns(_later(r, 'backward'))} "
                 f"| {_ns(r['first_backward_median_ns'])} "
                 f"| {_bytes(r['rss_bytes_per_node'], n)} | {_bytes(r['peak_bytes_per_node'], n)} "
                 f"| {r['tape_bytes_per_node']:.1f} | {r.get('wall_over_cpu', float('nan')):.2f} |")
@@ -365,11 +367,21 @@ def format_markdown(rows, meta):
                      f"(micrograd's) has {r['scalar_nodes'] / r['size']:.0f} per sample ({r['scalar_nodes']:,} "
                      f"at {r['size']:,} samples), so per scalar node its times are "
                      f"{r['scalar_nodes'] / r['nodes']:.1f}x smaller.")
-    notes.append(f"Sizes aim at powers of ten; the rows give the tape nodes recorded.  {TWO_20:,} = 2^20 and "
-                 f"{TWO_27:,} = 2^27 are where the tape changes behaviour today (large tapes are freed when "
-                 "their graph dies and compacted at each doubling; the node cap).")
+    notes.append(f"Sizes aim at powers of ten; the rows give the tape nodes recorded.  {TWO_20:,} = 2^20: "
+                 "arrays up to this many entries stay with a tape when its graph dies, larger ones are kept "
+                 f"for the next recording about a second (docs/architecture.md, \"Memory\").  {TWO_27:,} = 2^27: "
+                 "past 134,217,727 nodes a tape switches to its wide layout (18 bytes a node instead of 16).")
+    if any(r["rounds"] == 2 * r["processes"] for r in rows if r["status"] == "ok"):
+        notes.append("Where a process ran 2 rounds, half of all rounds are first recordings, which fault fresh "
+                     "memory in (\"first\" columns), so the median lies between the first and the later rounds.")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _later(row, phase):
+    """Median ns per node of the rounds after each process's first (nan if none)."""
+    times = [rd[f"{phase}_s"] for r in row["runs"] for rd in r["rounds"][1:]]
+    return statistics.median(times) / row["nodes"] * 1e9 if times else float("nan")
 
 
 def plot(rows, path):
