@@ -64,7 +64,12 @@ def _as_vector(x, what):
     if _is_scalar(x):
         return _buffer([_as_number(x, what)]), True
     if hasattr(x, "__array__"):
-        return _numpy().ascontiguousarray(x, dtype=float), False
+        np = _numpy()
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiub":      # complex would lose its imaginary part silently
+            raise TypeError(f"{what} must be real numbers, not an array of dtype {a.dtype}")
+        # aligned too: a buffer at an odd address is copied, never read as doubles in place
+        return np.require(a, dtype=float, requirements=("C", "A")), False
     try:
         return array.array("d", x), False          # converts in C (floats, ints, Variables)
     except TypeError:

@@ -8,7 +8,9 @@ backward raises, records or returns the wrong count), pass float subclasses
 whose ``__float__`` mutates the argument list or records operations, leave
 garbage cycles whose ``__del__`` records operations (so the cyclic GC runs
 user code at allocation points), use threads, assign ``.data``/``.grad``,
-compact the tape, step optimisers and call nn layers.  A plain-float
+compact the tape, step optimisers, call nn layers, compile recorded graphs
+(compile_graph: replay, rows, threads) and take second derivatives
+(create_graph: values against ag.grad, the Hessian symmetric).  A plain-float
 reimplementation (forward-mode dual numbers with the same conventions as
 src/ops.h) gives the expected values and gradients; only documented
 exception types may come out (TypeError, ValueError, RuntimeError,
@@ -738,9 +740,90 @@ class Program:
             check(not e.obj.requires_grad, "recorded under no_grad")
             e.d, e.deps = {}, {}
 
+    def _graph_for_higher(self):
+        """An entry that is a recorded, current Variable and its leaves, or None."""
+        e = self.any()
+        if e is None or not isinstance(e.obj, ag.Variable):
+            return None, None
+        v = e.obj
+        if v.is_leaf or not v.requires_grad or self.stale(e):
+            return None, None
+        try:
+            ls = ag.leaves(v)[:4]
+        except RuntimeError:
+            return None, None
+        return e, ls
+
+    def op_compile(self):
+        """compile_graph of a recorded entry: the replay's value at the leaves'
+        current values is the recorded one, its gradient ag.grad's; rows
+        (threads too) give the same numbers, summed."""
+        e, ls = self._graph_for_higher()
+        if e is None or not ls or ls != ag.leaves(e.obj)[:len(ls)] or len(ag.leaves(e.obj)) > 4:
+            return
+        v = e.obj
+        self.what = ("compile_graph", v, ls)
+        h = ag.compile_graph(v, ls)
+        xs = [l.data for l in ls]
+        value, grads = h.value_and_grad(*xs)
+        check(same_value(value, v.data, signed_zero=False), "replay value", value, "recorded", v.data)
+        if not e.clean or self.failing_fn:
+            return
+        want = ag.grad(v, ls)
+        for l, g, w in zip(ls, grads, want):
+            check(close_grad(float(g), w), "replay gradient", g, "ag.grad", w, "for", l)
+        import numpy as np
+        rows = 1 + self.b.below(3)
+        batch = h.vmap(in_axes=(0,) + (None,) * (len(ls) - 1), threads=1 + self.b.below(2))
+        total, gsum = batch.value_and_grad(np.full(rows, xs[0]), *xs[1:], reduce="sum")
+        if math.isfinite(value):
+            check(close_grad(total, rows * value), "summed rows", total, rows, "x", value)
+        for g, w in zip(gsum[1:], want[1:]):
+            if math.isfinite(w):
+                check(close_grad(float(g), rows * w), "summed gradient", g, rows, "x", w)
+
+    def op_second_order(self):
+        """ag.grad(create_graph=True): the gradients' values are ag.grad's, and
+        their own gradients (the Hessian's rows) are symmetric where finite."""
+        e, ls = self._graph_for_higher()
+        if e is None or not ls:
+            return
+        v = e.obj
+        self.what = ("create_graph", v, ls)
+        gs = ag.grad(v, ls, create_graph=True)
+        if not e.clean or self.failing_fn:
+            return
+        want = ag.grad(v, ls)
+        for g, w in zip(gs, want):
+            check(close_grad(float(g), w), "create_graph gradient", g, "ag.grad", w)
+        # pow's adjoints follow torch's where(): a zero exponent (or base) gives a
+        # constant 0 there, not the limit, so mixed partials through it can differ
+        # (documented in the README; torch gives the same): no symmetry to check
+        seen, todo = set(), [v]
+        while todo and len(seen) < 400:
+            u = todo.pop()
+            if u in seen:
+                continue
+            seen.add(u)
+            if u.op == "pow" and any(p.data == 0.0 for p in u._prev):
+                return
+            todo.extend(u._prev)
+        if todo:
+            return
+        rows = []
+        for g in gs:
+            rows.append(ag.grad(g, ls) if isinstance(g, ag.Variable) and g.requires_grad
+                        else [0.0] * len(ls))
+        for i in range(len(ls)):
+            for j in range(i):
+                a, b = rows[i][j], rows[j][i]
+                if math.isfinite(a) and math.isfinite(b) and max(abs(a), abs(b)) < 1e100:
+                    check(abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b)),
+                          "Hessian not symmetric:", i, j, a, b, "of", v)
+
     OPS = ["op_unary", "op_unary", "op_binary", "op_binary", "op_binary", "op_nary", "op_function",
            "op_backward", "op_backward", "op_assign", "op_compact", "op_optimiser", "op_layer",
-           "op_thread", "op_walk", "op_no_grad"]
+           "op_thread", "op_walk", "op_no_grad", "op_compile", "op_second_order"]
 
     def run(self):
         SIDE_LEAF[0] = ag.Variable(2.0)

@@ -81,6 +81,10 @@ cdef int _flatten_arg(object a, Py_ssize_t shape, double *out, Py_ssize_t argno)
         v = _float_array(a, argno)
     if v.ndim != 1 or v.shape[0] != shape:
         raise ValueError(f"argument {argno} has shape {tuple(getattr(a, 'shape', ()))}; expected ({shape},)")
+    if shape > 0 and (<size_t>&v[0] % sizeof(double) != 0 or v.strides[0] % <Py_ssize_t>sizeof(double) != 0):
+        for k in range(shape):          # a buffer at an odd address: a double load there is UB
+            memcpy(&out[k], <const char *>&v[0] + k * v.strides[0], sizeof(double))
+        return 0
     for k in range(shape):
         out[k] = v[k]
     return 0
@@ -139,7 +143,7 @@ def _batch_args(tuple args, tuple axes):
             if a.dtype.kind not in ("f", "i", "u", "b"):
                 raise TypeError(f"argument {i} (axis 0) must be an array of real numbers, not dtype "
                                 f"{a.dtype}")
-            a = np.ascontiguousarray(a, dtype=np.float64)
+            a = np.require(a, np.float64, ("C", "A"))   # aligned: ascontiguousarray keeps an odd address
         n = a.shape[0]
         if rows < 0:
             rows = n

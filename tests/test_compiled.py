@@ -577,6 +577,22 @@ def test_bad_batches_get_clear_errors():
         ag.compile_graph(ag.Variable(1.0) * 2, [ag.Variable(1.0)]).vmap()(np.ones((3, 2)))
 
 
+def test_unaligned_buffers_are_read_without_misaligned_loads():
+    """A float64 buffer at an odd address (np.frombuffer with an offset) is a
+    valid array; reading it as doubles in place is undefined behaviour (UBSan
+    flags it), so it is copied bytewise: same numbers as a list."""
+    raw = b"\x00" + np.array([1.5, -2.0, 3.25]).tobytes()
+    odd = np.frombuffer(raw, dtype=np.float64, offset=1, count=3)
+    assert not odd.flags.aligned
+    f = ag.compile(lambda p: ag.dot(p, p) + ag.sum(p))
+    assert f(odd) == f([1.5, -2.0, 3.25])
+    v, (g,) = f.value_and_grad(odd)
+    assert v == f([1.5, -2.0, 3.25]) and g.tolist() == [4.0, -3.0, 7.5]
+    rows = np.frombuffer(b"\x00" + np.arange(6.0).tobytes(), dtype=np.float64, offset=1, count=6).reshape(2, 3)
+    per_row = f.vmap()(rows)
+    assert per_row.tolist() == [f([0.0, 1.0, 2.0]), f([3.0, 4.0, 5.0])]
+
+
 def test_many_malformed_inputs_never_crash():
     """A fixed-seed storm of argument shapes, dtypes and layouts: each call
     returns the right numbers or raises TypeError/ValueError."""

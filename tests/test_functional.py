@@ -159,6 +159,26 @@ def test_bad_arguments_are_clear_errors():
         ag.jvp(lambda x: 1 // 0, 1.0)
 
 
+def test_array_inputs_complex_unaligned_and_strided():
+    # complex arrays would lose their imaginary part in a float conversion: refused
+    with pytest.raises(TypeError, match="dtype complex128"):
+        ag.jvp(f2, np.array([1.0 + 2j, 2.0]), [1.0, 1.0])
+    with pytest.raises(TypeError, match="dtype complex128"):
+        ag.hvp(f2, [1.0, 2.0], np.array([1.0 + 0j, 1.0]))
+    # a float64 buffer at an odd address (UBSan: misaligned loads) and a strided view
+    # give the same numbers as a plain list
+    raw = b"\x00" + np.array([1.0, 2.0, 3.0]).tobytes()
+    odd = np.frombuffer(raw, dtype=np.float64, offset=1, count=3)
+    assert not odd.flags.aligned
+    f3 = lambda a, b, c: a * b * c + ag.sin(a)
+    strided = np.array([1.0, 9.0, 2.0, 9.0, 3.0, 9.0])[::2]
+    want = ag.hvp(f3, [1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    for x in (odd, strided):
+        got = ag.hvp(f3, x, x)
+        assert got[0] == want[0] and np.array_equal(got[1], want[1])
+    assert np.array_equal(ag.hessian(f3, odd), ag.hessian(f3, [1.0, 2.0, 3.0]))
+
+
 def test_f_must_not_change_its_inputs():
     def f(x):
         x.data = 2.0
