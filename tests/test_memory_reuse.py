@@ -104,7 +104,8 @@ def test_next_recording_reuses_the_dead_graphs_memory():
         faults = _minor_faults() - f0
         assert x.grad == first
         assert stats()["retained"] < kept // 4       # taken back: what this graph did not need
-        assert faults < 24 * 3_000_000 // 4096 // 10, f"{faults} page faults"
+        if not os.environ.get("AUTOGRAD_C_SANITIZER"):     # its allocator's faults count too
+            assert faults < 24 * 3_000_000 // 4096 // 10, f"{faults} page faults"
         return True
 
     previous = _core._set_retain_seconds(60.0)     # however slow the machine
