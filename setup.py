@@ -32,7 +32,8 @@ else:
     link_args = ["-pthread"]
 
 REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_eval.c",
-                  "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c"]
+                  "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c",
+                  "src/replay_higher.cpp"]
 REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h"]
 
 extension = Extension(
@@ -42,7 +43,7 @@ extension = Extension(
     include_dirs=["src"],
     language="c",       # link with the C compiler driver: nothing from libstdc++ is used
     depends=["src/tape.h", "src/tape_layout.h", "src/tape_sweep.h", "src/tape_compact.h", "src/ops.h",
-             "src/thread_state.h", "src/tape.pxd", "src/higher.h"] + REPLAY_HEADERS
+             "src/thread_state.h", "src/tape.pxd", "src/higher.h", "src/higher_numbers.h"] + REPLAY_HEADERS
     + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,

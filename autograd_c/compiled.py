@@ -19,9 +19,13 @@ the graph was recorded): pass a model's parameters as an argument to have
 them as inputs.
 
 A compiled function ``f`` evaluates one row (``f(*args)``,
-``f.value_and_grad``, ``f.jacobian``, ``f.backward``) or, through
+``f.value_and_grad``, ``f.jacobian``, ``f.backward``, and second
+derivatives ``f.hvp``, ``f.hessian`` from compiled_second.py) or, through
 ``f.vmap(in_axes)``, many rows of NumPy arrays at once, with per-row or
-summed gradients and on several threads.  Arguments are numbers, leaf
+summed gradients, Hessian-vector products and Hessians, on several threads.
+Called with a Variable that requires grad while grad recording is on, ``f``
+runs its Python function (the result is a recorded graph; a compiled graph
+raises TypeError): a number there would silently cut the graph.  Arguments are numbers, leaf
 Variables, or lists, tuples and 1-D arrays of them; the function receives
 a Variable for each number and a list of Variables for each sequence.
 """
@@ -31,6 +35,7 @@ import numbers
 
 from . import _core
 from ._core import ConcretizationError, GuardError, tracing
+from .compiled_second import BatchedSecondOrder, SecondOrder
 
 __all__ = ["compile", "compile_graph", "CompiledFunction", "BatchedFunction", "tracing",
            "ConcretizationError", "GuardError"]
@@ -110,6 +115,17 @@ def _split(shapes, g, batched=None):
     return tuple(parts)
 
 
+def _records_through(args):
+    """Whether some argument (or item of a sequence argument) is a Variable
+    that requires grad: a call with it must give a graph, not a number."""
+    for a in args:
+        items = a if isinstance(a, (list, tuple)) else (a,)
+        for item in items:
+            if isinstance(item, _core.Variable) and item.requires_grad:
+                return True
+    return False
+
+
 def _leaf_for(a, value):
     """The Variable standing for argument value a in a trace: a leaf
     Variable argument itself (its gradient is then the argument's), else a
@@ -123,7 +139,7 @@ def _leaf_for(a, value):
 # CompiledFunction
 # ---------------------------------------------------------------------------
 
-class CompiledFunction:
+class CompiledFunction(SecondOrder):
     """A function compiled for replay; made by :func:`compile` or :func:`compile_graph`.
 
     Calls take the arguments of the traced function: numbers, leaf
@@ -228,8 +244,9 @@ class CompiledFunction:
 
     # -- one row --------------------------------------------------------------
 
-    def _run(self, args, grads):
-        """(program, y, jac) for one row; jac is n_grad x n_inputs, or None."""
+    def _run(self, args, grads, second=None):
+        """(program, y, jac) for one row; jac is n_grad x n_inputs, or None.
+        second(prog) instead evaluates second derivatives (compiled_second.py)."""
         np = _np()
         shapes = _core._arg_shapes(args)
         progs = self._traces.get(shapes)
@@ -237,7 +254,7 @@ class CompiledFunction:
             x = _core._flatten_args(args, shapes, np.empty(progs[0].n_inputs))
             for prog in list(progs):
                 try:
-                    return self._eval(prog, x, grads)
+                    return self._eval(prog, x, grads, second)
                 except GuardError:
                     if not self._retrace:
                         raise
@@ -247,13 +264,17 @@ class CompiledFunction:
         prog = self._trace(args, shapes)
         x = _core._flatten_args(args, shapes, np.empty(prog.n_inputs))
         try:
-            return self._eval(prog, x, grads)
+            return self._eval(prog, x, grads, second)
         except GuardError as e:   # pragma: no cover - a trace holds at its own inputs
             raise RuntimeError("a fresh trace rejected its own inputs (does a custom Function's "
                                "forward give different values for the same inputs?)") from e
 
-    def _eval(self, prog, x, grads):
+    def _eval(self, prog, x, grads, second=None):
         np = _np()
+        if second is not None:
+            result = second(prog)
+            self._used(prog.meta[0], prog)
+            return result
         y = np.empty(prog.n_outputs)
         jac = np.empty((prog.n_grad, prog.n_inputs)) if grads else None
         prog.eval(x, y, None if jac is None else jac.reshape(-1))
@@ -271,8 +292,23 @@ class CompiledFunction:
     def __call__(self, *args):
         """The function's value(s) at ``args``: a float, an array for several
         outputs, or ``(value, aux)`` with ``has_aux``.  Inside another traced
-        function it runs the Python function instead (inlined in that trace)."""
+        function it runs the Python function instead (inlined in that trace),
+        and so it does when an argument is a Variable that requires grad while
+        grad recording is on (``ag.grad``, ``backward()``, ``ag.hessian``
+        ...): the result is then the recorded graph, as ``jax.jit`` inside
+        ``jax.grad``.  A compiled graph has no Python function to run: called
+        so, it raises TypeError rather than return a number that would
+        silently cut the graph."""
         if self._fn is not None and _core._tracing_now():
+            return self._fn(*args)
+        if _core.is_grad_enabled() and _records_through(args):
+            if self._fn is None:
+                raise TypeError(
+                    "a compiled graph (ag.compile_graph) was called with a Variable that requires grad "
+                    "while grad recording is on: it returns numbers, so gradients through the call "
+                    "would be silently lost. Use f.value_and_grad / f.backward / f.hvp for its "
+                    "derivatives, pass numbers (v.data) or call it under ag.no_grad(), or compile the "
+                    "Python function with ag.compile (then such a call records it)")
             return self._fn(*args)
         prog, y, _ = self._run(args, False)
         return _values(prog.meta[1], y)
@@ -453,7 +489,7 @@ class _Outputs:
             self.grad_sum *= scale
 
 
-class BatchedFunction:
+class BatchedFunction(BatchedSecondOrder):
     """A compiled function over rows, made by :meth:`CompiledFunction.vmap`.
 
     Arguments with axis 0 are NumPy arrays (or anything ``numpy.asarray``
@@ -500,6 +536,18 @@ class BatchedFunction:
         y is None in reduced modes without aux outputs, grad_* None without grads."""
         if reduce not in _REDUCE:
             raise ValueError(f"reduce must be None, 'sum' or 'mean', not {reduce!r}")
+
+        def make(np, rows, prog, args, axes, shapes):
+            m, n, mg = prog.n_outputs, prog.n_inputs, prog.n_grad
+            return _Outputs(np, rows, m, n, mg, grads, reduce is None,
+                            reduce is None or prog.meta[1][0] == "aux")
+
+        prog, out, axes = self._run_out(args, reduce, make)
+        return prog, out.y, out.y_sum, out.grad_rows, out.grad_sum, axes
+
+    def _run_out(self, args, reduce, make):
+        """Evaluate every row into make(np, rows, program, args, axes,
+        shapes) (an object with run(...) and mean(rows)): (program, it, axes)."""
         np = _np()
         c = self.compiled
         args, axes, shapes, rows = self._prepare(args)
@@ -511,8 +559,7 @@ class BatchedFunction:
                 raise ValueError("cannot trace the function on an empty batch")
             c._trace(self._row(args, axes, 0), shapes)
         prog = c._traces[shapes][0]
-        m, n, mg = prog.n_outputs, prog.n_inputs, prog.n_grad
-        out = _Outputs(np, rows, m, n, mg, grads, reduce is None, reduce is None or prog.meta[1][0] == "aux")
+        out = make(np, rows, prog, args, axes, shapes)
         start, fresh = 0, None
         while True:
             for prog in list(c._traces[shapes]):
@@ -533,7 +580,7 @@ class BatchedFunction:
                 break
         if reduce == "mean":
             out.mean(rows)
-        return prog, out.y, out.y_sum, out.grad_rows, out.grad_sum, axes
+        return prog, out, axes
 
     def _segment(self, prog, args, axes, shapes, start, rows, out):
         """Rows from start on with prog: the row it stopped at (rows, or the
@@ -552,7 +599,16 @@ class BatchedFunction:
 
     def __call__(self, *args):
         """The value(s) of every row: an array of ``rows`` values (``rows x m``
-        for several outputs; ``(values, aux)`` with ``has_aux``)."""
+        for several outputs; ``(values, aux)`` with ``has_aux``).  A shared
+        argument that is a Variable requiring grad (grad recording on) is a
+        TypeError: the numbers returned would cut its graph (use
+        ``value_and_grad`` or ``backward``)."""
+        if _core.is_grad_enabled() and _records_through(args):
+            raise TypeError(
+                "a batched compiled function was called with a Variable that requires grad while grad "
+                "recording is on: it returns numbers, so gradients through the call would be silently "
+                "lost. Use .value_and_grad(..., reduce=...) or .backward(...) for the gradients, or "
+                "pass numbers (v.data) or call it under ag.no_grad()")
         prog, y, _, _, _, _ = self._run(args, False, None)
         return _values(prog.meta[1], y)
 

@@ -20,6 +20,11 @@ Results follow ``torch.autograd.functional`` in names, argument order and
 shapes: a Jacobian is ``output shape + input shape``.  Second derivatives
 through a custom Function need ``differentiable_backward = True`` on it
 (see :class:`autograd_c.Function`).
+
+``f`` may be a compiled function: one made by ``ag.compile`` runs its
+Python function on the Variables (recorded as usual); one made by
+``ag.compile_graph`` has none, so its program gives the derivatives (its
+arguments must then be numbers, one per input).
 """
 import array
 import math
@@ -105,6 +110,34 @@ def _shaped(buf, scalar):
     return _numpy().array(buf, dtype=float)
 
 
+class _GraphCall:
+    """A compiled graph (``ag.compile_graph``) given to these functions: it
+    has no Python function to record, so its program gives the derivatives
+    (its Jacobian in C; hvp and hessian by its compiled second-order
+    sweeps).  Its arguments must all be numbers, one per input."""
+
+    def __init__(self, f, inputs, what):
+        values, self.scalar_in = _as_vector(inputs, "inputs")
+        if len(values) == 0:
+            raise ValueError("inputs is empty: f needs at least one input")
+        self.f, self.args = f, tuple(float(x) for x in values)
+        prog, self.y, self.jac = f._run(self.args, True)
+        if prog.meta[1][0] == "aux":
+            raise TypeError(f"{what} needs a compiled graph without has_aux (its value and aux "
+                            "would be two outputs): compile it with has_aux=False")
+        self.sequence = prog.meta[1][0] == "vector"
+        self.m, self.n = self.jac.shape
+
+    def value(self):
+        return _shaped(_buffer(self.y), not self.sequence)
+
+
+def _graph(f, what):
+    """Whether f is a compiled graph (see _GraphCall)."""
+    from .compiled import CompiledFunction
+    return isinstance(f, CompiledFunction) and f._fn is None
+
+
 def _record(f, inputs):
     if not callable(f):
         raise TypeError(f"f must be callable, not {type(f).__name__}")
@@ -153,6 +186,10 @@ def jvp(f, inputs, v=None):
     >>> ag.jvp(lambda x: x ** 3, 2.0)
     (8.0, 12.0)
     """
+    if _graph(f, "jvp()"):
+        g = _GraphCall(f, inputs, "jvp()")
+        tangents = _numpy().asarray(_vector_like(v, g.n, g.scalar_in, "v"))
+        return g.value(), _shaped(_buffer(g.jac @ tangents), not g.sequence)
     rec, scalar_in = _record(f, inputs)
     tangents = _vector_like(v, len(rec.leaves), scalar_in, "v")
     out = _zeros(len(rec.outputs))
@@ -188,6 +225,10 @@ def vjp(f, inputs, v=None):
     >>> ag.vjp(lambda x, y: [x * y, x + y], [2.0, 3.0], [1.0, 10.0])
     (array([6., 5.]), array([13., 12.]))
     """
+    if _graph(f, "vjp()"):
+        g = _GraphCall(f, inputs, "vjp()")
+        seeds = _numpy().asarray(_vector_like(v, g.m, not g.sequence, "v"))
+        return g.value(), _shaped(_buffer(seeds @ g.jac), g.scalar_in)
     rec, scalar_in = _record(f, inputs)
     seeds = _vector_like(v, len(rec.outputs), not rec.sequence, "v")
     out = _zeros(len(rec.leaves))
@@ -225,6 +266,11 @@ def hvp(f, inputs, v=None):
     >>> ag.hvp(lambda x, y: x ** 2 * y, [1.0, 3.0], [1.0, 0.0])
     (3.0, array([6., 2.]))
     """
+    if _graph(f, "hvp()"):
+        g = _GraphCall(f, inputs, "hvp()")
+        vec = tuple(_vector_like(v, g.n, g.scalar_in, "v"))
+        _, y, _, out, _ = f._second(g.args, vec, False)
+        return float(y[0]), _shaped(out, g.scalar_in)
     rec, scalar_in = _record(f, inputs)
     _single_output(rec, "hvp()")
     vec = _vector_like(v, len(rec.leaves), scalar_in, "v")
@@ -259,6 +305,10 @@ def hessian(f, inputs):
     array([[0., 2.],
            [2., 1.]])
     """
+    if _graph(f, "hessian()"):
+        g = _GraphCall(f, inputs, "hessian()")
+        h = f._second(g.args, None, True)[4]
+        return float(h[0, 0]) if g.scalar_in else h
     rec, scalar_in = _record(f, inputs)
     _single_output(rec, "hessian()")
     n = len(rec.leaves)
@@ -298,6 +348,11 @@ def jacobian(f, inputs, strategy="reverse-mode"):
     """
     if strategy not in ("reverse-mode", "forward-mode"):
         raise ValueError(f"strategy must be 'reverse-mode' or 'forward-mode', not {strategy!r}")
+    if _graph(f, "jacobian()"):
+        g = _GraphCall(f, inputs, "jacobian()")
+        if g.scalar_in and not g.sequence:
+            return float(g.jac[0, 0])
+        return g.jac.copy() if g.sequence and not g.scalar_in else g.jac.reshape(-1).copy()
     rec, scalar_in = _record(f, inputs)
     m, n = len(rec.outputs), len(rec.leaves)
     out = _zeros(m * n)

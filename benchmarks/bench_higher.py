@@ -23,6 +23,14 @@ them alike; each cell is the best round and the median round):
    torch.autograd.functional.hessian on 0-d tensors, and JAX's
    jit(hessian(f)) (its first call, which traces and compiles, reported
    separately) when JAX is installed.
+4. Compiled functions (f = ag.compile(...)): f.hvp and f.hessian on one
+   row (the extended Rosenbrock of 100 inputs, one array argument) against
+   ag.hvp / ag.hessian, torch and JAX jit(hvp) / jit(hessian); and batched
+   over 1,000 rows of a per-sample loss (a 2-3-1 tanh network, 13 shared
+   parameters): the summed Hessian and hvp over the parameters, and the
+   per-row Hessians over every input, on 1 and 2 threads, against ag.hessian
+   / ag.hvp of the summed loss, torch.func on the loss vectorised over the
+   rows (1-D tensors) and JAX jit(hessian) / jit(hvp) / jit(vmap(hessian)).
 """
 import argparse
 import gc
@@ -274,6 +282,123 @@ def hessian_table(rounds, quick, smoke=False):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------
+# 4. compiled functions: one row, and batched over rows
+# ---------------------------------------------------------------------------
+
+def per_sample(p, x0, x1, y, tanh):
+    """Squared error of a 2-3-1 tanh network with parameters p (13) at one sample."""
+    h = [tanh(p[3 * j] * x0 + p[3 * j + 1] * x1 + p[3 * j + 2]) for j in range(3)]
+    out = p[9] * h[0] + p[10] * h[1] + p[11] * h[2] + p[12]
+    return (out - y) ** 2
+
+
+def compiled_table(rounds, quick, smoke=False):
+    n = 10 if smoke else 100
+    rows = 20 if smoke else 1_000
+    x0 = np.linspace(-1.2, 1.2, n)
+    v = np.cos(np.arange(n, dtype=float))
+    rosen_c = ag.compile(lambda x: rosenbrock(x, ag.sum))
+    want_hv, want_h = ag.hvp(rosen_ag, x0, v)[1], ag.hessian(rosen_ag, x0)
+    check("compiled hvp", rosen_c.hvp(x0, v)[1][0], want_hv, 1e-12)
+    check("compiled hessian", rosen_c.hessian(x0), want_h, 1e-12)
+    one = {"autograd_c: f.hvp (compiled)": lambda: rosen_c.hvp(x0, v),
+           "autograd_c: f.value_and_grad (compiled; first order, for scale)":
+           lambda: rosen_c.value_and_grad(x0),
+           "autograd_c: ag.hvp (records f)": lambda: ag.hvp(rosen_ag, x0, v)}
+    hess = {"autograd_c: f.hessian (compiled)": lambda: rosen_c.hessian(x0),
+            "autograd_c: ag.hessian (records f)": lambda: ag.hessian(rosen_ag, x0)}
+    notes = {}
+    if torch is not None:
+        ts, tv = tuple(torch.tensor(a) for a in x0), tuple(torch.tensor(a) for a in v)
+        check("torch hvp", [t.item() for t in torch.autograd.functional.hvp(rosen_torch, ts, tv)[1]],
+              want_hv)
+        one["PyTorch 0-d: torch.autograd.functional.hvp"] = \
+            lambda: torch.autograd.functional.hvp(rosen_torch, ts, tv)
+        xt = torch.tensor(x0)
+        th = torch.func.hessian(lambda t: rosenbrock([t[i] for i in range(n)]))
+        hess["PyTorch 0-d: torch.func.hessian"] = lambda: th(xt)
+    rng = np.random.default_rng(0)
+    X0, X1 = rng.uniform(-1, 1, rows), rng.uniform(-1, 1, rows)
+    Y = np.tanh(X0 - 2 * X1)
+    P = list(rng.uniform(-1, 1, 13))
+    vp = np.sin(np.arange(13, dtype=float))
+    f = ag.compile(lambda p, a, b, y: per_sample(p, a, b, y, ag.tanh))
+    batched = {t: f.vmap((None, 0, 0, 0), threads=t) for t in (1, 2)}
+
+    def loss_ag(*p):
+        return ag.sum([per_sample(p, X0[r], X1[r], Y[r], ag.tanh) for r in range(rows)])
+
+    want_bh = ag.hessian(loss_ag, P)
+    want_bhv = ag.hvp(loss_ag, P, vp)[1]
+    check("batched summed hessian", batched[2].hessian(P, X0, X1, Y, reduce="sum"), want_bh, 1e-11)
+    check("batched summed hvp", batched[2].hvp(P, X0, X1, Y, (vp, None, None, None),
+                                               reduce="sum")[1][0], want_bhv, 1e-11)
+    bh = {f"autograd_c: vmap(...).hessian(reduce='sum'), {t} thread(s)":
+          (lambda t=t: batched[t].hessian(P, X0, X1, Y, reduce="sum")) for t in (1, 2)}
+    bh["autograd_c: ag.hessian of the summed loss (records it)"] = lambda: ag.hessian(loss_ag, P)
+    bhv = {f"autograd_c: vmap(...).hvp(reduce='sum'), {t} thread(s)":
+           (lambda t=t: batched[t].hvp(P, X0, X1, Y, (vp, None, None, None), reduce="sum"))
+           for t in (1, 2)}
+    bhv["autograd_c: vmap(...).value_and_grad(reduce='sum'), 1 thread (first order, for scale)"] = \
+        lambda: batched[1].value_and_grad(P, X0, X1, Y, reduce="sum")
+    bhv["autograd_c: ag.hvp of the summed loss (records it)"] = lambda: ag.hvp(loss_ag, P, vp)
+    rowh = {f"autograd_c: vmap(...).hessian(), {t} thread(s)":
+            (lambda t=t: batched[t].hessian(P, X0, X1, Y)) for t in (1, 2)}
+    if torch is not None:
+        Xt0, Xt1, Yt, Pt, vt = (torch.tensor(a) for a in (X0, X1, Y, np.array(P), vp))
+
+        def loss_t(p):
+            return per_sample(p, Xt0, Xt1, Yt, torch.tanh).sum()
+
+        check("torch.func.hessian (rows vectorised)", torch.func.hessian(loss_t)(Pt).numpy(), want_bh)
+        bh["PyTorch: torch.func.hessian, rows as 1-D tensors"] = lambda: torch.func.hessian(loss_t)(Pt)
+        bhv["PyTorch: torch.func.jvp(grad), rows as 1-D tensors"] = \
+            lambda: torch.func.jvp(torch.func.grad(loss_t), (Pt,), (vt,))[1]
+        bhv["PyTorch: torch.autograd.functional.hvp, rows as 1-D tensors"] = \
+            lambda: torch.autograd.functional.hvp(loss_t, Pt, vt)[1]
+    if jax is not None:
+        xj, vj = jnp.asarray(x0), jnp.asarray(v)
+        f_jax = lambda x: rosenbrock([x[i] for i in range(n)])    # noqa: E731
+        jhvp = jax.jit(lambda x, t: jax.jvp(jax.grad(f_jax), (x,), (t,))[1])
+        jh = jax.jit(jax.hessian(f_jax))
+        Xj0, Xj1, Yj, Pj, vpj = (jnp.asarray(a) for a in (X0, X1, Y, np.array(P), vp))
+        loss_j = lambda p: per_sample(p, Xj0, Xj1, Yj, jnp.tanh).sum()   # noqa: E731
+        jbh = jax.jit(jax.hessian(loss_j))
+        jbhv = jax.jit(lambda p, t: jax.jvp(jax.grad(loss_j), (p,), (t,))[1])
+        jrow = jax.jit(jax.vmap(jax.hessian(lambda p, a, b, y: per_sample(p, a, b, y, jnp.tanh),
+                                            argnums=(0, 1, 2, 3)), in_axes=(None, 0, 0, 0)))
+        for name, fn, table, want in (
+                ("JAX: jit(hvp)", lambda: jhvp(xj, vj).block_until_ready(), one, want_hv),
+                ("JAX: jit(hessian)", lambda: jh(xj).block_until_ready(), hess, want_h),
+                ("JAX: jit(hessian), rows vectorised", lambda: jbh(Pj).block_until_ready(), bh, want_bh),
+                ("JAX: jit(hvp), rows vectorised", lambda: jbhv(Pj, vpj).block_until_ready(), bhv,
+                 want_bhv),
+                ("JAX: jit(vmap(hessian))", lambda: jax.block_until_ready(jrow(Pj, Xj0, Xj1, Yj)),
+                 rowh, None)):
+            t0 = time.perf_counter()
+            got = fn()
+            notes[name] = f" first call {time.perf_counter() - t0:.2f} s"
+            if want is not None:
+                check(name, np.asarray(got), want, 1e-10)
+            table[name] = fn
+    out = []
+    for title, table in ((f"one row: H v, extended Rosenbrock of {n} inputs", one),
+                         (f"one row: dense Hessian, extended Rosenbrock of {n} inputs", hess),
+                         (f"{rows:,} rows, 13 shared parameters: Hessian of the summed loss", bh),
+                         (f"{rows:,} rows: H v of the summed loss over the parameters", bhv),
+                         (f"{rows:,} rows: per-row Hessians over every input (16 x 16)", rowh)):
+        t = interleaved(table, rounds)
+        base = next(iter(t.values()))
+        out.append(f"**{title}**\n")
+        out.append("| | ms (best) | ms (median) | vs the first row (best / median) |")
+        out.append("|---|---:|---:|---:|")
+        for name, tt in t.items():
+            out.append(row(name, tt, base, notes.get(name, "")))
+        out.append("")
+    return "\n".join(out)
+
+
 def versions():
     parts = [f"autograd_c {ag.__version__}", f"Python {sys.version.split()[0]}"]
     if torch is not None:
@@ -288,7 +413,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller graphs")
     parser.add_argument("--smoke", action="store_true", help="tiny graphs, one round (a test)")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", type=int, choices=(1, 2, 3), help="run one table")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), help="run one table")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.smoke else 5 if args.quick else 15)
     few = 1 if args.smoke else max(3, rounds // 3)
@@ -303,6 +428,11 @@ def main():
         print(f"## 3. Dense Hessian of the extended Rosenbrock function, "
               f"{10 if args.smoke else 100} inputs\n")
         print(hessian_table(few, args.quick, args.smoke))
+    if args.only in (None, 4):
+        print(f"\n## 4. Compiled functions: f.hvp and f.hessian, one row and batched\n")
+        print(f"load average before: {os.getloadavg()[0]:.2f}\n")
+        print(compiled_table(rounds, args.quick, args.smoke))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

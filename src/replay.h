@@ -29,6 +29,8 @@ enum ac_replay_code {
     AC_RP_GUARD = 1,      /* a guard flipped: st->guard (the caller's index), st->row */
     AC_RP_HOOK = 2,       /* a custom hook returned nonzero: st->custom, st->row */
     AC_RP_INTERRUPTED = 3,    /* the poll hook asked to stop (Ctrl-C) */
+    AC_RP_NEEDS_RULE = 4, /* ac_eval_second: a tangent meets a custom instruction (second order
+                             through a Function, whose hooks have no such rule): st->custom, st->row */
     AC_RP_NOMEM = -1,     /* out of memory; nothing was changed */
     AC_RP_INVALID = -2    /* bad arguments or a malformed tape; st->what says which */
 };
@@ -231,6 +233,47 @@ typedef struct ac_batch {
 } ac_batch;
 
 int ac_eval_batch(const ac_program *p, const ac_batch *b, const ac_hooks *hooks, ac_status *st);
+
+/* ---- second order (src/replay_higher.cpp) ------------------------------ */
+
+/* B rows of Hessian-vector products and Hessians of output 0 (the others
+ * are values only).  Inputs as in ac_batch: batched[k] != 0 (NULL: every
+ * input) takes row r's value from x_cols[c][r * x_stride[c]], c counting
+ * the batched inputs in order; the others come from shared[] in order.
+ *   v_on      [n] or NULL (no products): input k has a tangent; then
+ *   v_cols, v_stride  the batched inputs' tangents (as x_cols; columns of
+ *             inputs without a tangent are not read), v_shared the shared
+ *             ones' (indexed as shared)
+ *   h_on      [n] or NULL (no Hessian): the nh inputs whose second
+ *             derivatives are wanted (rows and columns of the Hessian)
+ *   y [B x m], y_sum [m]             values, per row and summed
+ *   grad_rows [B x n], grad_sum [n]  gradients of output 0
+ *   hvp_rows [B x n], hvp_sum [n]    H v, with respect to every input
+ *   hess_rows [B x nh x nh], hess_sum [nh x nh]   symmetric to the last bit
+ * Any output pointer may be NULL.  Sums add rows in order, per thread, then
+ * the threads' sums in order.  nthreads as ac_batch.  On a nonzero return
+ * every given output is nan; AC_RP_NEEDS_RULE means a custom instruction
+ * the output reaches has a tangent on an operand or on its adjoint (its
+ * hooks give first derivatives only). */
+typedef struct ac_second {
+    int64_t rows;
+    const uint8_t *batched;
+    const double *const *x_cols;
+    const int64_t *x_stride;
+    const double *shared;
+    const uint8_t *v_on;
+    const double *const *v_cols;
+    const int64_t *v_stride;
+    const double *v_shared;
+    const uint8_t *h_on;
+    double *y, *y_sum, *grad_rows, *grad_sum, *hvp_rows, *hvp_sum, *hess_rows, *hess_sum;
+    int nthreads;
+} ac_second;
+
+#ifdef __cplusplus
+extern "C"
+#endif
+int ac_eval_second(const ac_program *p, const ac_second *s, const ac_hooks *hooks, ac_status *st);
 
 #define AC_REPLAY_DEFAULT_BLOCK 128  /* rows per block at most by default (docs/replay.md) */
 #define AC_REPLAY_MAX_BLOCK 1024
