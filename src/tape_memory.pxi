@@ -604,8 +604,10 @@ def tape_stats():
     """Counters of this thread's tape: nodes, capacity, live recorded
     Variables, leaf entries, constants, operand-list words, bytes held for
     the graph, bytes of a dead graph kept for the next recording,
-    compactions so far (passes that moved nodes), marking passes run and
-    passes skipped because they could free nothing."""
+    whether the tape is in its wide layout ("wide": past 134,217,727 nodes,
+    18 bytes a node instead of 16), compactions so far (passes that moved
+    nodes), marking passes run and passes skipped because they could free
+    nothing."""
     cdef Tape tape = _thread_tape()
     return {
         "nodes": tape.t.size,
