@@ -38,12 +38,12 @@ REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/
 
 extension = Extension(
     "autograd_c._core",
-    sources=["src/_core.pyx", "src/tape.c", "src/higher.cpp"] + REPLAY_SOURCES,
+    sources=["src/_core.pyx", "src/tape.c", "src/tape_sweep.c", "src/tape_compact.c", "src/tape_retain.c",
+             "src/higher.cpp"] + REPLAY_SOURCES,
     include_dirs=["src"],
     language="c",       # link with the C compiler driver: nothing from libstdc++ is used
-    depends=["src/tape.h", "src/ops.h", "src/thread_state.h", "src/tape.pxd", "src/higher.h",
-             "src/higher_numbers.h"]
-    + REPLAY_HEADERS
+    depends=["src/tape.h", "src/tape_layout.h", "src/tape_sweep.h", "src/tape_compact.h", "src/ops.h",
+             "src/thread_state.h", "src/tape.pxd", "src/higher.h", "src/higher_numbers.h"] + REPLAY_HEADERS
     + sorted(str(p) for p in Path("src").glob("*.pxi")),
     extra_compile_args=compile_args,
     extra_link_args=link_args,

@@ -7,11 +7,13 @@
 
 For each workload and each size, several fresh interpreters (full: 5, 3 at
 10^8; --quick: 3) each record the workload, backpropagate it and drop it,
-round after round (at least 2 rounds, more while under a second), with plain
-Python floats running the same code in every round.  The table gives, per
-tape node: the best round and the median round of all processes, the first
-recording of each process (median), which pays for fresh memory, and the
-forward time over the plain-float time of the same code.
+round after round (at least 2 rounds, more while under a second), and run
+the same code in plain Python floats as many times (once before autograd_c's
+rounds, the rest after them: autograd_c's rounds run back to back, see
+measure()).  The table gives, per tape node: the best round and the median
+round of all processes, the first recording of each process (median), which
+pays for fresh memory, and the forward time over the plain-float time of the
+same code.
 
 Workloads (benchmarks/workloads.py, the code compare.py times):
   chain  y = y*a + x*0.0001, a alternating 0.9999 and 1/0.9999: 3 tape nodes
@@ -104,9 +106,28 @@ def _timed(fn):
     return time.process_time() - c0, time.perf_counter() - t0
 
 
+def _floats_round(floats):
+    """One timed run of the workload in plain floats: (CPU s, wall s, value)."""
+    gc.collect()
+    floats.leaves()
+    t, wall = _timed(floats.forward)
+    value = floats.output()
+    floats.release()
+    return t, wall, value
+
+
 def measure(name, size, quick):
     """Rounds of floats, forward and backward on workload ``name`` at ``size``
-    (iterations or samples) in this fresh process; returns a JSON-able dict."""
+    (iterations or samples) in this fresh process; returns a JSON-able dict.
+
+    autograd_c's rounds run back to back, as a training loop records one
+    graph after another: a dead graph's large arrays are kept for the next
+    recording for about a second before they go back to the OS
+    (docs/architecture.md, "Memory"), so plain-float runs in between (up to
+    37 s at 10^8 MLP nodes) would time fresh memory in every round.  The
+    first round is the first recording of the process (fresh memory: the
+    "first" columns); the plain-float rounds run one before autograd_c's
+    (its value checks them) and the rest after."""
     import autograd_c as ag
     w = W.make_workload(name, size)
     floats = W.PEERS["floats"].case(w)
@@ -120,14 +141,11 @@ def measure(name, size, quick):
 
     out = {"workload": name, "size": size, "scalar_nodes": w.nodes, "rounds": []}
     budget = ROUND_BUDGET["quick" if quick else "full"]
+    t_floats, w_floats, expected = _floats_round(floats)
+    float_rounds = [(t_floats, w_floats)]
     start = time.perf_counter()
     while len(out["rounds"]) < MAX_ROUNDS:
         first = not out["rounds"]
-        gc.collect()
-        floats.leaves()
-        t_floats, w_floats = _timed(floats.forward)
-        expected = floats.output()
-        floats.release()
         gc.collect()
         ac.leaves()
         if first:
@@ -155,11 +173,15 @@ def measure(name, size, quick):
         elif W.agree((value, grads), (out["value"], out["grads"]), tol=0.0):
             out["status"] = "WRONG: the answer changed between rounds"
             return out
-        out["rounds"].append({"floats_s": t_floats, "forward_s": t_forward, "backward_s": t_backward,
-                              "floats_wall_s": w_floats, "forward_wall_s": w_forward,
-                              "backward_wall_s": w_backward})
+        out["rounds"].append({"forward_s": t_forward, "backward_s": t_backward,
+                              "forward_wall_s": w_forward, "backward_wall_s": w_backward})
         if len(out["rounds"]) >= MIN_ROUNDS and time.perf_counter() - start > budget:
             break
+    while len(float_rounds) < len(out["rounds"]):
+        t_floats, w_floats, value = _floats_round(floats)
+        float_rounds.append((t_floats, w_floats))
+    for rd, (t_floats, w_floats) in zip(out["rounds"], float_rounds):
+        rd["floats_s"], rd["floats_wall_s"] = t_floats, w_floats
     out["status"] = "ok"
     out["version"] = W.PEERS["autograd_c"].version()
     return out
@@ -297,7 +319,8 @@ def format_markdown(rows, meta):
         "",
         "CPU ns per tape node (process_time: user + system, page faults included; the machine is shared, "
         "and \"wall / CPU\" gives the median ratio of wall-clock to CPU time, 1.00 when the process had a core "
-        "to itself): best round / median round over all rounds of all fresh processes; "
+        "to itself): best round / median round over all rounds of all fresh processes / median of the "
+        "later rounds (each process's rounds after its first); "
         "\"first\": the first recording in each process (median over processes); forward / floats: best "
         "forward over best plain-float run of the same code.  Bytes per tape node (median over processes): "
         "RSS growth while recording, peak RSS above the start during forward + backward, the tape's own "
@@ -310,8 +333,8 @@ def format_markdown(rows, meta):
         unit = "iterations" if name == "chain" else "samples"
         lines += ["", f"**{name}**" + (" (nn.MLP, idiomatic; plain floats run micrograd's scalar loops)"
                                        if name == "mlp" else ""), "",
-                  f"| tape nodes | {unit} | processes x rounds | floats ns/node | forward ns/node best / median "
-                  "| first forward | forward / floats | backward ns/node best / median | first backward "
+                  f"| tape nodes | {unit} | processes x rounds | floats ns/node | forward ns/node best / median / later "
+                  "| first forward | forward / floats | backward ns/node best / median / later | first backward "
                   "| RSS B/node | peak B/node | tape B/node | wall / CPU |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mine:
@@ -323,9 +346,10 @@ def format_markdown(rows, meta):
             lines.append(
                 f"| {n:,} | {r['size']:,} | {r['processes']} x {r['rounds'] // r['processes']} "
                 f"| {_ns(r['floats_best_ns'])} "
-                f"| {_ns(r['forward_best_ns'])} / {_ns(r['forward_median_ns'])} | {_ns(r['first_forward_median_ns'])} "
+                f"| {_ns(r['forward_best_ns'])} / {_ns(r['forward_median_ns'])} / {_ns(_later(r, 'forward'))} "
+                f"| {_ns(r['first_forward_median_ns'])} "
                 f"| {r['forward_over_floats']:.2f}x "
-                f"| {_ns(r['backward_best_ns'])} / {_ns(r['backward_median_ns'])} "
+                f"| {_ns(r['backward_best_ns'])} / {_ns(r['backward_median_ns'])} / {_ns(_later(r, 'backward'))} "
                 f"| {_ns(r['first_backward_median_ns'])} "
                 f"| {_bytes(r['rss_bytes_per_node'], n)} | {_bytes(r['peak_bytes_per_node'], n)} "
                 f"| {r['tape_bytes_per_node']:.1f} | {r.get('wall_over_cpu', float('nan')):.2f} |")
@@ -343,11 +367,21 @@ def format_markdown(rows, meta):
                      f"(micrograd's) has {r['scalar_nodes'] / r['size']:.0f} per sample ({r['scalar_nodes']:,} "
                      f"at {r['size']:,} samples), so per scalar node its times are "
                      f"{r['scalar_nodes'] / r['nodes']:.1f}x smaller.")
-    notes.append(f"Sizes aim at powers of ten; the rows give the tape nodes recorded.  {TWO_20:,} = 2^20 and "
-                 f"{TWO_27:,} = 2^27 are where the tape changes behaviour today (large tapes are freed when "
-                 "their graph dies and compacted at each doubling; the node cap).")
+    notes.append(f"Sizes aim at powers of ten; the rows give the tape nodes recorded.  {TWO_20:,} = 2^20: "
+                 "arrays up to this many entries stay with a tape when its graph dies, larger ones are kept "
+                 f"for the next recording about a second (docs/architecture.md, \"Memory\").  {TWO_27:,} = 2^27: "
+                 "past 134,217,727 nodes a tape switches to its wide layout (18 bytes a node instead of 16).")
+    if any(r["rounds"] == 2 * r["processes"] for r in rows if r["status"] == "ok"):
+        notes.append("Where a process ran 2 rounds, half of all rounds are first recordings, which fault fresh "
+                     "memory in (\"first\" columns), so the median lies between the first and the later rounds.")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _later(row, phase):
+    """Median ns per node of the rounds after each process's first (nan if none)."""
+    times = [rd[f"{phase}_s"] for r in row["runs"] for rd in r["rounds"][1:]]
+    return statistics.median(times) / row["nodes"] * 1e9 if times else float("nan")
 
 
 def plot(rows, path):

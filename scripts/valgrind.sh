@@ -19,8 +19,8 @@
 # optimisers, errors -- and leaves out: test_scale.py (tens of millions of
 # nodes), test_vs_torch.py, test_finite_differences.py, test_properties.py
 # and test_gradcheck*.py (numeric grids: the same core paths, thousands of
-# times), test_memory_rss.py and test_interrupt.py (timing and RSS are
-# meaningless under valgrind), test_demo.py and test_viz.py (matplotlib,
+# times), test_memory_rss.py, test_memory_reuse.py and test_interrupt.py
+# (timing, page faults and RSS are meaningless under valgrind), test_demo.py and test_viz.py (matplotlib,
 # graphviz), test_reentrancy.py's finalizer storms (hundreds of
 # subprocesses), tests marked slow, and four tests too slow under valgrind
 # (test_deep_chain_of_functions_no_recursion and test_million_node_chain_walks:
@@ -77,6 +77,7 @@ if [ $# -eq 0 ]; then
         tests/test_errors.py tests/test_optim.py tests/test_released_graphs.py \
         tests/test_node_adjoints.py tests/test_errors_table.py tests/test_misuse.py \
         tests/test_value_consistency.py tests/test_reentrancy.py \
+        tests/test_wide_layout.py tests/test_wide_higher.py \
         -m "not slow" \
         -k "not storm and not deep_chain_of_functions_no_recursion and not four_threads_build
             and not million_node_chain_walks and not operand_released_during_conversion"

@@ -132,19 +132,19 @@ cdef int _check_backward(Tape tape, double *adj, ac_sweep_result *swept, ac_node
     if ac_is_nary(op):
         inputs = ""
     elif op >= AC_ADD:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {_ref_value(t, ac_operand_b(code))!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}, {_ref_value(t, ac_ref_b(t, found))!r}"
     elif op >= AC_ADDC:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}, {t.consts[ac_operand_b(code)]!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}, {t.consts[ac_const_b(t, found)]!r}"
     else:
-        inputs = f"{_ref_value(t, ac_operand_a(code))!r}"
+        inputs = f"{_ref_value(t, ac_ref_a(t, found))!r}"
     raise FloatingPointError(
         f"detect_anomaly: the backward of {ac_op_name(op).decode()}({inputs}) produced a "
         f"non-finite gradient (the result was {t.val[found]!r})")
 
 
-cdef inline double _ref_value(ac_tape *t, ac_node ref) noexcept:
-    if ref & AC_LEAF_REF:
-        return t.leaf_val[ref & ~AC_LEAF_REF]
+cdef inline double _ref_value(ac_tape *t, ac_ref ref) noexcept:
+    if ref & AC_LEAF_BIT:
+        return t.leaf_val[ref & AC_REF_INDEX]
     return t.val[ref]
 
 
@@ -203,16 +203,13 @@ cdef int _backward(Variable v, object gradient) except -1:
             _owning_tape(v)                        # released meanwhile: says so
         root = v.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, False)
-        try:
-            # detect_anomaly inspects the gradients before any is handed over
-            _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
-            if ac_this_thread().anomaly:
-                _check_backward(tape, adj, &swept, root, seed)
-            _deliver(tape, adj + root + 1, &swept, root, None, None)
-            _keep_adjoints(tape, adj, swept.lo, root)
-            _remember_pass(tape, adj, swept.lo, root, seed)
-        finally:
-            tape._done_with_adjoints(adj)
+        # detect_anomaly inspects the gradients before any is handed over
+        _sweep(tape, adj, root, seed, not ac_this_thread().anomaly, &swept)
+        if ac_this_thread().anomaly:
+            _check_backward(tape, adj, &swept, root, seed)
+        _deliver(tape, adj + root + 1, &swept, root, None, None)
+        _keep_adjoints(tape, adj, swept.lo, root)
+        _remember_pass(tape, adj, swept.lo, root)
     finally:
         tape.fn_results = None
         _leave_busy(tape)
@@ -304,25 +301,22 @@ def grad(output, inputs, create_graph=False):
             _owning_tape(out)
         root = out.index
         adj = tape._adjoints(root + 1 + tape.t.nleaves, True)
-        try:
-            _sweep(tape, adj, root, 1.0, 0, &swept)
-            if ac_this_thread().anomaly:
-                _check_backward(tape, adj, &swept, root, 1.0)
-            wanted = {}
-            for j, x in enumerate(inputs):
-                v = x
-                if v.kind == K_LEAF:
-                    wanted[id(v)] = j
-                elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
-                    result[j] = adj[v.index]
-            _deliver(tape, adj + root + 1, &swept, root, wanted, result)
-            # several inputs may be the same leaf
-            for j, x in enumerate(inputs):
-                v = x
-                if v.kind == K_LEAF and wanted[id(v)] != j:
-                    result[j] = result[wanted[id(v)]]
-        finally:
-            tape._done_with_adjoints(adj)
+        _sweep(tape, adj, root, 1.0, 0, &swept)
+        if ac_this_thread().anomaly:
+            _check_backward(tape, adj, &swept, root, 1.0)
+        wanted = {}
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF:
+                wanted[id(v)] = j
+            elif v.kind == K_NODE and v.owner == <PyObject *>tape and swept.lo <= v.index <= root:
+                result[j] = adj[v.index]
+        _deliver(tape, adj + root + 1, &swept, root, wanted, result)
+        # several inputs may be the same leaf
+        for j, x in enumerate(inputs):
+            v = x
+            if v.kind == K_LEAF and wanted[id(v)] != j:
+                result[j] = result[wanted[id(v)]]
     finally:
         tape.fn_results = None
         _leave_busy(tape)

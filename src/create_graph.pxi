@@ -122,16 +122,16 @@ cdef class _GraphWalk:
             return self.operand(r.ref)
         raise RuntimeError("internal error: a recorder number without a value")
 
-    cdef object operand(self, uint32_t ref):
+    cdef object operand(self, ac_ref ref):
         """The Variable of a tape operand: a leaf, or the node's Variable."""
         cdef ac_tape *t = &self.tape.t
         cdef int64_t k
-        if ref & AC_LEAF_REF:
-            k = ref & ~AC_LEAF_REF
+        if ref & AC_LEAF_BIT:
+            k = ref & AC_REF_INDEX
             if _is_stale(t, k):
                 _raise_stale(t, k)
             return <object>t.leaf_obj[k]
-        return _walk_node_object(self.tape, ref)
+        return _walk_node_object(self.tape, <ac_node>ref)
 
     cdef int keep(self, object r, ac_rec *out) except -1:
         """A recorded result as a recorder number (a constant result as a number)."""
@@ -149,18 +149,18 @@ cdef class _GraphWalk:
         out.hooks = &self.hooks
         return 0
 
-    cdef int add(self, uint32_t ref, ac_rec c) except -1:
+    cdef int add(self, ac_ref ref, ac_rec c) except -1:
         """Add contribution c to the adjoint of operand ref."""
         cdef ac_rec *slot
         cdef ac_rec total, old
         if c.kind == AC_REC_OPERAND:
             self.keep(self.operand(c.ref), &c)
-        if ref & AC_LEAF_REF:
-            slot = &self.leaf_adj[ref & ~AC_LEAF_REF]
+        if ref & AC_LEAF_BIT:
+            slot = &self.leaf_adj[ref & AC_REF_INDEX]
         else:
             slot = &self.adj[ref - self.base]
             if <ac_node>ref < self.low:
-                self.low = ref
+                self.low = <ac_node>ref
         if slot.kind == AC_REC_NONE:
             slot[0] = c
             if c.kind == AC_REC_OBJECT:
@@ -191,8 +191,8 @@ cdef class _GraphWalk:
         cdef ac_rec out[2]
         cdef ac_code w
         cdef int op
-        cdef uint64_t offset
-        cdef uint32_t k, m, rx, rz
+        cdef int64_t k, m
+        cdef ac_ref rx, rz, ra, rb
         cdef Py_ssize_t visited = 0
         cdef ac_sweep_result reach
         self.tape = tape
@@ -215,7 +215,7 @@ cdef class _GraphWalk:
         else:
             g.kind = AC_REC_NUMBER
             g.v = float(seed)
-        self.add(<uint32_t>root, g)
+        self.add(<ac_ref>root, g)
         _pin(tape)
         ts.grad_enabled = 1            # the pass is recorded, whatever the caller's mode
         try:
@@ -231,31 +231,34 @@ cdef class _GraphWalk:
                 self.values[i] = g.v
                 w = t.code[i]
                 op = ac_opcode(w)
+                # operands are read as ac_refs through tape.h's accessors, afresh
+                # after each recording: recording moves the operand lists, and
+                # may switch the tape to its wide layout (tape.h)
                 if op == AC_SUM:
-                    offset = ac_offset(w)
-                    m = t.args[offset]
-                    for k in range(1, m + 1):
-                        rx = t.args[offset + k]          # read afresh: recording moves args
-                        if not rx & AC_REF_CONST:
+                    m = ac_nargs(t, i)
+                    for k in range(m):
+                        rx = ac_arg(t, i, k)
+                        if not rx & AC_CONST_BIT:
                             self.add(rx, g)
                 elif op == AC_DOT:
-                    offset = ac_offset(w)
-                    m = t.args[offset]
-                    for k in range(1, m, 2):
-                        rx = t.args[offset + k]
-                        rz = t.args[offset + k + 1]
-                        if not rx & AC_REF_CONST:
+                    m = ac_nargs(t, i)
+                    for k in range(0, m - 1, 2):
+                        rx = ac_arg(t, i, k)
+                        rz = ac_arg(t, i, k + 1)
+                        if not rx & AC_CONST_BIT:
                             self._add_product(rx, &g, rz)
-                        if not rz & AC_REF_CONST:
+                        if not rz & AC_CONST_BIT:
                             self._add_product(rz, &g, rx)
                 elif op == AC_CUSTOM:
                     self._function(i, &g)
                 else:
+                    ra = ac_ref_a(t, i)
+                    rb = ac_ref_b(t, i) if op >= AC_ADD else 0
                     if ac_record_adjoint(t, i, &g, &self.hooks, out) < 0:
                         self._raise()
-                    self.add(<uint32_t>ac_operand_a(w), out[0])
+                    self.add(ra, out[0])
                     if op >= AC_ADD:
-                        self.add(<uint32_t>ac_operand_b(w), out[1])
+                        self.add(rb, out[1])
                 if self.wanted_nodes is not None and i in self.wanted_nodes:
                     self.wanted_nodes[i] = self._total(&self.adj[i - self.base])
                 # done with node i: its adjoint, and what its formulas made
@@ -270,14 +273,14 @@ cdef class _GraphWalk:
             self.arena.clear()
         return 0
 
-    cdef int _add_product(self, uint32_t target, ac_rec *g, uint32_t other) except -1:
+    cdef int _add_product(self, ac_ref target, ac_rec *g, ac_ref other) except -1:
         """AC_DOT: g times the other factor of a pair goes to target."""
         cdef ac_rec z, prod
         cdef ac_tape *t = &self.tape.t
         memset(&z, 0, sizeof(ac_rec))
-        if other & AC_REF_CONST:
+        if other & AC_CONST_BIT:
             z.kind = AC_REC_NUMBER
-            z.v = t.consts[other & ~AC_REF_CONST]
+            z.v = t.consts[other & ~AC_CONST_BIT]
         else:
             self.keep(self.operand(other), &z)
         if ac_record_binary(AC_MUL, g, &z, &self.hooks, &prod) < 0:
@@ -287,19 +290,19 @@ cdef class _GraphWalk:
     cdef int _function(self, ac_node i, ac_rec *g) except -1:
         """A Function node: its backward, run on Variables, is recorded."""
         cdef ac_tape *t = &self.tape.t
-        cdef uint64_t offset = ac_offset(t.code[i])
-        cdef uint32_t k, m = t.args[offset]
+        cdef int64_t k, m = ac_nargs(t, i)
+        cdef ac_ref ref
         cdef ac_rec c
         memset(&c, 0, sizeof(ac_rec))
         fn = self.tape.functions[i]
         name = type(fn).__name__
-        refs = [t.args[offset + 1 + k] for k in range(m)]     # a copy: recording moves args
+        refs = [ac_arg(t, i, k) for k in range(m)]     # a copy: recording moves the lists
         if g.kind == AC_REC_NUMBER and g.v == 0.0:      # no gradient flows: no call, as backward()
             c.kind = AC_REC_NUMBER
             c.v = 0.0
             for ref in refs:
-                if not ref & AC_REF_CONST:
-                    self.add(ref, c)
+                if not <ac_ref>ref & AC_CONST_BIT:
+                    self.add(<ac_ref>ref, c)
             return 0
         if not getattr(fn, "differentiable_backward", False):
             raise RuntimeError(
@@ -307,8 +310,8 @@ cdef class _GraphWalk:
                 f"{name}.backward(), which computes with floats: write backward() with "
                 f"autograd_c operations and set differentiable_backward = True on {name}; in "
                 "create_graph passes self.inputs, self.output and gy are then Variables")
-        inputs = tuple([t.consts[ref & ~AC_REF_CONST] if ref & AC_REF_CONST else self.operand(ref)
-                        for ref in refs])
+        inputs = tuple([t.consts[<ac_ref>r & ~AC_CONST_BIT] if <ac_ref>r & AC_CONST_BIT
+                        else self.operand(<ac_ref>r) for r in refs])
         result = fn._backward_call(inputs, _walk_node_object(self.tape, i), self.obj(g))
         if type(result) is not tuple and type(result) is not list:
             if m != 1:
@@ -329,8 +332,9 @@ cdef class _GraphWalk:
                 raise TypeError(
                     f"{name}.backward() must return Variables or real numbers, but gradient {k} "
                     f"is {type(gk).__name__}")
-            if not refs[k] & AC_REF_CONST:
-                self.add(refs[k], c)
+            ref = refs[k]
+            if not ref & AC_CONST_BIT:
+                self.add(ref, c)
         return 0
 
     cdef object _total(self, ac_rec *r):

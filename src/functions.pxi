@@ -79,17 +79,16 @@ cdef int _function_grads(object fn, object result, uint32_t m, double *out) exce
     return 0
 
 
-cdef inline double _arg_value(ac_tape *t, uint32_t ref) noexcept:
-    if ref & AC_REF_CONST:
-        return t.consts[ref & ~AC_REF_CONST]
+cdef inline double _arg_value(ac_tape *t, ac_ref ref) noexcept:
+    if ref & AC_CONST_BIT:
+        return t.consts[ref & ~AC_CONST_BIT]
     return _ref_value(t, ref)
 
 
 cdef const double *_call_function(Tape tape, ac_node i, double g) except NULL:
     """Run the backward of the Function that recorded node i."""
     cdef ac_tape *t = &tape.t
-    cdef const uint32_t *refs = t.args + ac_offset(t.code[i])
-    cdef uint32_t k, m = refs[0]
+    cdef int64_t k, m = ac_nargs(t, i)
     cdef double *p
     if m > tape.fn_grads_size:
         p = <double *>realloc(tape.fn_grads, m * sizeof(double))
@@ -103,7 +102,7 @@ cdef const double *_call_function(Tape tape, ac_node i, double g) except NULL:
             tape.fn_grads[k] = kept[k]
         return tape.fn_grads
     fn = tape.functions[i]
-    result = fn._backward_call(tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)]),
+    result = fn._backward_call(tuple([_arg_value(t, ac_arg(t, i, k)) for k in range(m)]),
                                t.val[i], g)
     _function_grads(fn, result, m, tape.fn_grads)
     if tape.fn_results is not None:

@@ -40,27 +40,44 @@
 
 /* ==== tangent sweep ======================================================= */
 
-#define HI_VALUE(r) (ac_is_leaf_ref(r) ? t->leaf_val[(r) & AC_INDEX_MASK] : t->val[(r)])
+/* Operands are read as ac_refs (tape.h), the same in either tape layout:
+ * ac_ref_a/ac_ref_b/ac_const_b for a node's own fields, hi_refs for an
+ * n-ary node's list.  A tape may widen while create_graph records (between
+ * two hook calls): ac_refs stay valid, pointers into the lists do not. */
+struct hi_refs {            /* an n-ary node's operand list: count, then refs [1..count] */
+    const uint32_t *n32;
+    const uint64_t *n64;
+    HI_INLINE hi_refs(const ac_tape *t, ac_code w)
+        : n32(t->wargs != NULL ? NULL : t->args + ac_offset(w)),
+          n64(t->wargs != NULL ? t->wargs + ac_offset(w) : NULL) {}
+    HI_INLINE uint64_t count() const { return n64 != NULL ? n64[0] : n32[0]; }
+    HI_INLINE ac_ref operator[](uint64_t k) const
+    {
+        return n64 != NULL ? n64[k] : ac_ref_of_arg32(n32[k]);
+    }
+};
 
-static HI_INLINE bool on_ref(const ac_tangents *tg, uint32_t r)
+#define HI_VALUE(r) (ac_ref_is_leaf(r) ? t->leaf_val[ac_ref_index(r)] : t->val[(r)])
+
+static HI_INLINE bool on_ref(const ac_tangents *tg, ac_ref r)
 {
-    if (ac_is_leaf_ref(r)) {
-        int64_t k = r & AC_INDEX_MASK;
+    if (ac_ref_is_leaf(r)) {
+        int64_t k = ac_ref_index(r);
         return k >= tg->leaf_lo && tg->leaf_on[k - tg->leaf_lo];
     }
     return (ac_node)r >= tg->lo && tg->on[r - tg->lo];
 }
 
-static HI_INLINE double dot_ref(const ac_tangents *tg, uint32_t r)     /* where on_ref */
+static HI_INLINE double dot_ref(const ac_tangents *tg, ac_ref r)     /* where on_ref */
 {
-    if (ac_is_leaf_ref(r)) return tg->leaf_dot[(r & AC_INDEX_MASK) - tg->leaf_lo];
+    if (ac_ref_is_leaf(r)) return tg->leaf_dot[ac_ref_index(r) - tg->leaf_lo];
     return tg->dot[r - tg->lo];
 }
 
 /* A const-or-operand reference of an n-ary node: its value, and whether it has a tangent */
-static HI_INLINE double arg_value(const ac_tape *t, uint32_t r)
+static HI_INLINE double arg_value(const ac_tape *t, ac_ref r)
 {
-    return (r & AC_REF_CONST) ? t->consts[r & ~AC_REF_CONST] : HI_VALUE(r);
+    return (r & AC_CONST_BIT) ? t->consts[r & ~AC_CONST_BIT] : HI_VALUE(r);
 }
 
 int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
@@ -71,7 +88,7 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
     for (i = from; i <= hi; ++i) {
         ac_code w = t->code[i];
         int op = ac_opcode(w);
-        uint32_t a = (uint32_t)ac_operand_a(w), b = (uint32_t)ac_operand_b(w);
+        ac_ref a = ac_ref_a(t, i), b = ac_ref_b(t, i);
         double y = t->val[i], d = 0.0;
         bool on = false;
         if (HI_POLL_DUE(t, i)) return -1;
@@ -89,7 +106,7 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
 #define HI_CONST(OP, NAME, F, D)                                               \
         case OP:                                                               \
             if ((on = on_ref(tg, a))) {                                        \
-                double g = dot_ref(tg, a), x = HI_VALUE(a), c = t->consts[b];  \
+                double g = dot_ref(tg, a), x = HI_VALUE(a), c = t->consts[ac_const_b(t, i)]; \
                 (void)x; (void)c;                                              \
                 d = (D);                                                       \
             }                                                                  \
@@ -109,10 +126,10 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
         AC_BINARY_OPS(HI_BINARY)
 #undef HI_BINARY
         case AC_SUM: {
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t k, m = refs[0];
+            hi_refs refs(t, w);
+            uint64_t k, m = refs.count();
             for (k = 1; k <= m; ++k) {
-                if (!(refs[k] & AC_REF_CONST) && on_ref(tg, refs[k])) {
+                if (!(refs[k] & AC_CONST_BIT) && on_ref(tg, refs[k])) {
                     d = on ? d + dot_ref(tg, refs[k]) : dot_ref(tg, refs[k]);
                     on = true;
                 }
@@ -120,12 +137,12 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
             break;
         }
         case AC_DOT: {   /* pairs (x_j, z_j): x_j' * z_j + x_j * z_j' */
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t k, m = refs[0];
+            hi_refs refs(t, w);
+            uint64_t k, m = refs.count();
             for (k = 1; k < m; k += 2) {
-                uint32_t rx = refs[k], rz = refs[k + 1];
-                bool xon = !(rx & AC_REF_CONST) && on_ref(tg, rx);
-                bool zon = !(rz & AC_REF_CONST) && on_ref(tg, rz);
+                ac_ref rx = refs[k], rz = refs[k + 1];
+                bool xon = !(rx & AC_CONST_BIT) && on_ref(tg, rx);
+                bool zon = !(rz & AC_CONST_BIT) && on_ref(tg, rz);
                 if (xon) {
                     double term = dot_ref(tg, rx) * arg_value(t, rz);
                     d = on ? d + term : term;
@@ -140,10 +157,10 @@ int ac_tangent_sweep(const ac_tape *t, ac_node hi, ac_tangents *tg)
             break;
         }
         case AC_CUSTOM: {
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t k, m = refs[0];
+            hi_refs refs(t, w);
+            uint64_t k, m = refs.count();
             for (k = 1; k <= m; ++k) {
-                bool kon = !(refs[k] & AC_REF_CONST) && on_ref(tg, refs[k]);
+                bool kon = !(refs[k] & AC_CONST_BIT) && on_ref(tg, refs[k]);
                 tg->scratch_on[k - 1] = (uint8_t)kon;
                 tg->scratch[k - 1] = kon ? dot_ref(tg, refs[k]) : 0.0;
                 on = on || kon;
@@ -169,9 +186,9 @@ void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, in
     for (k = 0; k < nl; ++k) first[k] = hi + 1;
 #define HI_FIRST(r)                                                            \
     do {                                                                       \
-        uint32_t r_ = (r);                                                     \
-        if (ac_is_leaf_ref(r_)) {                                              \
-            int64_t e_ = (int64_t)(r_ & AC_INDEX_MASK) - leaf_lo;             \
+        ac_ref r_ = (r);                                                       \
+        if (ac_ref_is_leaf(r_)) {                                              \
+            int64_t e_ = ac_ref_index(r_) - leaf_lo;                           \
             if (e_ >= 0 && e_ < nl && first[e_] > i) first[e_] = i;            \
         }                                                                      \
     } while (0)
@@ -179,14 +196,14 @@ void ac_first_uses(const ac_tape *t, ac_node lo, ac_node hi, int64_t leaf_lo, in
         ac_code w = t->code[i];
         int op = ac_opcode(w);
         if (op >= AC_ADD) {
-            HI_FIRST((uint32_t)ac_operand_a(w));
-            HI_FIRST((uint32_t)ac_operand_b(w));
+            HI_FIRST(ac_ref_a(t, i));
+            HI_FIRST(ac_ref_b(t, i));
         } else if (op > AC_LAST_NARY) {
-            HI_FIRST((uint32_t)ac_operand_a(w));
+            HI_FIRST(ac_ref_a(t, i));
         } else {
-            const uint32_t *refs = t->args + ac_offset(w);
-            for (uint32_t m = 1; m <= refs[0]; ++m)
-                if (!(refs[m] & AC_REF_CONST)) HI_FIRST(refs[m]);
+            hi_refs refs(t, w);
+            for (uint64_t m = 1, n = refs.count(); m <= n; ++m)
+                if (!(refs[m] & AC_CONST_BIT)) HI_FIRST(refs[m]);
         }
     }
 #undef HI_FIRST
@@ -202,11 +219,11 @@ struct reverse_ctx {
 };
 
 /* The first contribution to a node sets its adjoint, later ones add. */
-static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, double v)
+static HI_INLINE void touch(reverse_ctx &rc, ac_ref r, double v)
 {
     if (rc.only_dot) return;
-    if (ac_is_leaf_ref(r)) {
-        int64_t k = (int64_t)(r & AC_INDEX_MASK) - rc.leaf_lo;
+    if (ac_ref_is_leaf(r)) {
+        int64_t k = ac_ref_index(r) - rc.leaf_lo;
         if (k >= 0) rc.a->leaf_adj[k] += v;
         return;
     }
@@ -221,10 +238,10 @@ static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, double v)
     }
 }
 
-static HI_INLINE void touch(reverse_ctx &rc, uint32_t r, dual v)
+static HI_INLINE void touch(reverse_ctx &rc, ac_ref r, dual v)
 {
-    if (ac_is_leaf_ref(r)) {
-        int64_t k = (int64_t)(r & AC_INDEX_MASK) - rc.leaf_lo;
+    if (ac_ref_is_leaf(r)) {
+        int64_t k = ac_ref_index(r) - rc.leaf_lo;
         if (k >= 0) {
             if (!rc.only_dot) rc.a->leaf_adj[k] += v.v;
             rc.a->leaf_adj_dot[k] += v.d;
@@ -262,7 +279,7 @@ static HI_INLINE void node_contrib(const ac_tape *t, reverse_ctx &rc, const ac_t
                                    ac_code w, ac_node i, G g)
 {
     int op = ac_opcode(w);
-    uint32_t a = (uint32_t)ac_operand_a(w), b = (uint32_t)ac_operand_b(w);
+    ac_ref a = ac_ref_a(t, i), b = ac_ref_b(t, i);
     double x = HI_VALUE(a), y = t->val[i];
     if (op < AC_ADDC) {                                /* one operand */
         if (tg != NULL && on_ref(tg, a))
@@ -270,7 +287,7 @@ static HI_INLINE void node_contrib(const ac_tape *t, reverse_ctx &rc, const ac_t
         else
             unary_contrib<reverse_ctx, G, double>(rc, op, g, x, y, a);
     } else if (op < AC_ADD) {                          /* operand and constant */
-        double c = t->consts[b];
+        double c = t->consts[ac_const_b(t, i)];
         if (tg != NULL && on_ref(tg, a))
             const_contrib<reverse_ctx, G, dual>(rc, op, g, dual(x, dot_ref(tg, a)), c, dual(y, tg->dot[i - tg->lo]), a);
         else
@@ -295,19 +312,19 @@ static HI_INLINE void node_contrib(const ac_tape *t, reverse_ctx &rc, const ac_t
 /* AC_DOT: pairs (x_j, z_j), d/dx_j = z_j and d/dz_j = x_j, as tape.c */
 template <class G>
 static HI_INLINE void dot_contrib(const ac_tape *t, reverse_ctx &rc, const ac_tangents *tg,
-                                  const uint32_t *refs, G g)
+                                  hi_refs refs, G g)
 {
-    uint32_t k, m = refs[0];
+    uint64_t k, m = refs.count();
     for (k = 1; k < m; k += 2) {
-        uint32_t rx = refs[k], rz = refs[k + 1];
+        ac_ref rx = refs[k], rz = refs[k + 1];
         double x = arg_value(t, rx), z = arg_value(t, rz);
-        bool xon = tg != NULL && !(rx & AC_REF_CONST) && on_ref(tg, rx);
-        bool zon = tg != NULL && !(rz & AC_REF_CONST) && on_ref(tg, rz);
-        if (!(rx & AC_REF_CONST)) {
+        bool xon = tg != NULL && !(rx & AC_CONST_BIT) && on_ref(tg, rx);
+        bool zon = tg != NULL && !(rz & AC_CONST_BIT) && on_ref(tg, rz);
+        if (!(rx & AC_CONST_BIT)) {
             if (zon) touch(rc, rx, g * dual(z, dot_ref(tg, rz)));
             else touch(rc, rx, g * z);
         }
-        if (!(rz & AC_REF_CONST)) {
+        if (!(rz & AC_CONST_BIT)) {
             if (xon) touch(rc, rz, g * dual(x, dot_ref(tg, rx)));
             else touch(rc, rz, g * x);
         }
@@ -315,11 +332,11 @@ static HI_INLINE void dot_contrib(const ac_tape *t, reverse_ctx &rc, const ac_ta
 }
 
 template <class G>
-static HI_INLINE void sum_contrib(reverse_ctx &rc, const uint32_t *refs, G g)
+static HI_INLINE void sum_contrib(reverse_ctx &rc, hi_refs refs, G g)
 {
-    uint32_t k, m = refs[0];
+    uint64_t k, m = refs.count();
     for (k = 1; k <= m; ++k)
-        if (!(refs[k] & AC_REF_CONST)) touch(rc, refs[k], g);
+        if (!(refs[k] & AC_CONST_BIT)) touch(rc, refs[k], g);
 }
 
 int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
@@ -357,9 +374,9 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
         op = ac_opcode(w);
         g = a->adj[j];
         if (op == AC_CUSTOM) {
-            const uint32_t *refs = t->args + ac_offset(w);
+            hi_refs refs(t, w);
             const double *gin;
-            uint32_t k, m = refs[0];
+            uint64_t k, m = refs.count();
             if (tg != NULL) {           /* a second-order rule is needed where a tangent meets it */
                 bool needs = (st & AC_ADJ_DOT) != 0 || tg->on[i - tg->lo];
                 if (needs) {
@@ -370,24 +387,24 @@ int ac_reverse_sweep(ac_tape *t, ac_node root, ac_adjoints *a)
             }
             if (g == 0.0) {             /* no call; zeros still reach the operands */
                 for (k = 1; k <= m; ++k)
-                    if (!(refs[k] & AC_REF_CONST)) touch(rc, refs[k], 0.0);
+                    if (!(refs[k] & AC_CONST_BIT)) touch(rc, refs[k], 0.0);
                 continue;
             }
             gin = t->custom_backward(t->custom_ctx, i, g);
             if (gin == NULL) return -1;
-            refs = t->args + ac_offset(t->code[i]);
+            refs = hi_refs(t, t->code[i]);     /* the hook may have moved the lists */
             for (k = 1; k <= m; ++k)
-                if (!(refs[k] & AC_REF_CONST)) touch(rc, refs[k], gin[k - 1]);
+                if (!(refs[k] & AC_CONST_BIT)) touch(rc, refs[k], gin[k - 1]);
             continue;
         }
         if (st & AC_ADJ_DOT) {
             dual gd(g, a->adj_dot[j]);
-            if (op == AC_SUM) sum_contrib(rc, t->args + ac_offset(w), gd);
-            else if (op == AC_DOT) dot_contrib(t, rc, tg, t->args + ac_offset(w), gd);
+            if (op == AC_SUM) sum_contrib(rc, hi_refs(t, w), gd);
+            else if (op == AC_DOT) dot_contrib(t, rc, tg, hi_refs(t, w), gd);
             else node_contrib(t, rc, tg, w, i, gd);
         } else {
-            if (op == AC_SUM) sum_contrib(rc, t->args + ac_offset(w), g);
-            else if (op == AC_DOT) dot_contrib(t, rc, tg, t->args + ac_offset(w), g);
+            if (op == AC_SUM) sum_contrib(rc, hi_refs(t, w), g);
+            else if (op == AC_DOT) dot_contrib(t, rc, tg, hi_refs(t, w), g);
             else node_contrib(t, rc, tg, w, i, g);
         }
     }
@@ -460,7 +477,7 @@ static HI_INLINE rec cos(const rec &x) { return rec_unary(AC_COS, x); }
 static HI_INLINE rec ac_sigmoid(const rec &x) { return rec_unary(AC_SIGMOID, x); }
 HI_COMPARE(const rec &, const rec &, a.r.v, b.r.v)
 
-static HI_INLINE rec operand_rec(const ac_tape *t, uint32_t ref, const ac_rec_hooks *hooks)
+static HI_INLINE rec operand_rec(const ac_tape *t, ac_ref ref, const ac_rec_hooks *hooks)
 {
     rec x(HI_VALUE(ref));
     x.r.kind = AC_REC_OPERAND;
@@ -475,8 +492,8 @@ int ac_record_adjoint(const ac_tape *t, ac_node i, const ac_rec *g_in, const ac_
     /* everything node i needs is read here, before the first recording */
     ac_code w = t->code[i];
     int op = ac_opcode(w);
-    uint32_t a = (uint32_t)ac_operand_a(w), b = (uint32_t)ac_operand_b(w);
-    rec g(*g_in), x = operand_rec(t, a, hooks), y = operand_rec(t, (uint32_t)i, hooks);
+    ac_ref a = ac_ref_a(t, i), b = ac_ref_b(t, i);
+    rec g(*g_in), x = operand_rec(t, a, hooks), y = operand_rec(t, (ac_ref)i, hooks);
     rec dx = rec_failed(), dz(0.0);
     if (g.r.kind != AC_REC_NUMBER) g.r.hooks = hooks;
     if (op < AC_ADDC) {
@@ -487,7 +504,7 @@ int ac_record_adjoint(const ac_tape *t, ac_node i, const ac_rec *g_in, const ac_
         default: break;
         }
     } else if (op < AC_ADD) {
-        double c = t->consts[b];
+        double c = t->consts[ac_const_b(t, i)];
         switch (op) {
 #define HI_CASE(OP, NAME, F, D) case OP: dx = (D); break;
         AC_CONST_OPS(HI_CASE)

@@ -108,7 +108,7 @@ enum ac_rec_kind {
     AC_REC_NONE = 0,          /* nothing yet (an adjoint no contribution reached) */
     AC_REC_NUMBER,            /* a plain number v: no graph */
     AC_REC_OBJECT,            /* obj: a Python object (a Variable), value v, held by the caller */
-    AC_REC_OPERAND,           /* ref: a tape operand (node index or AC_LEAF_REF | entry), value
+    AC_REC_OPERAND,           /* ref: a tape operand (an ac_ref: node index or AC_LEAF_BIT | entry), value
                                  v; becomes an object only when an operation needs it */
     AC_REC_FAILED             /* a hook failed; every operation on it fails too */
 };
@@ -118,7 +118,7 @@ struct ac_rec_hooks;
 typedef struct ac_rec {
     double v;                 /* the value (comparisons in formulas compare these) */
     void *obj;                /* AC_REC_OBJECT: borrowed */
-    uint32_t ref;             /* AC_REC_OPERAND */
+    ac_ref ref;               /* AC_REC_OPERAND */
     int kind;                 /* enum ac_rec_kind */
     const struct ac_rec_hooks *hooks;   /* how to record (NULL for numbers) */
 } ac_rec;

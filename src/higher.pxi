@@ -178,7 +178,7 @@ cdef class _Recording:
         if tangents and tape.functions:
             for i in tape.functions:         # the longest operand list of a Function node
                 if self.lo <= i <= self.hi:
-                    width = max(width, tape.t.args[ac_offset(tape.t.code[i])])
+                    width = max(width, ac_nargs(&tape.t, i))
         words = self.n + 2 * self.m
         nbytes = 0
         if tangents:
@@ -515,12 +515,11 @@ cdef int _function_jvp(void *ctx, ac_node i, const double *tangents, const uint8
     cdef ac_thread_state *ts = ac_this_thread()
     cdef int enabled = ts.grad_enabled
     cdef ac_tape *t = &r.tape.t
-    cdef const uint32_t *refs = t.args + ac_offset(t.code[i])
-    cdef uint32_t k, m = refs[0]
+    cdef int64_t k, m = ac_nargs(t, i)
     ts.grad_enabled = 0
     try:
         fn = r.tape.functions[i]
-        inputs = tuple([_arg_value(t, refs[k]) for k in range(1, m + 1)])
+        inputs = tuple([_arg_value(t, ac_arg(t, i, k)) for k in range(m)])
         result = fn._jvp_call(inputs, t.val[i], tuple([tangents[k] for k in range(m)]))
         if type(result) is Variable:
             out[0] = (<Variable>result).value

@@ -142,9 +142,12 @@ template <> struct hi_join<double, double> { typedef double type; };
  * dual exactly when its formula involves a factor with a tangent.  They take
  * values and hand each contribution to touch(ctx, operand, value): nothing
  * here knows the tape, so a sweep over another layout (a replay program's
- * slots) instantiates them with its own context type and touch overloads. */
-template <class Ctx, class G, class X>
-static HI_INLINE void unary_contrib(Ctx &rc, int op, G g, X x, X y, uint32_t a)
+ * slots) instantiates them with its own context type and touch overloads.
+ * Ref, the operand's type, is the caller's (deduced): the tape's sweeps pass
+ * 64-bit ac_refs, which must not be narrowed (a wide tape's leaf flag is
+ * bit 62), a replay program its 32-bit slots. */
+template <class Ctx, class G, class X, class Ref>
+static HI_INLINE void unary_contrib(Ctx &rc, int op, G g, X x, X y, Ref a)
 {
     switch (op) {
 #define HI_CASE(OP, NAME, F, D) case OP: touch(rc, a, (D)); break;
@@ -154,8 +157,8 @@ static HI_INLINE void unary_contrib(Ctx &rc, int op, G g, X x, X y, uint32_t a)
     }
 }
 
-template <class Ctx, class G, class X>
-static HI_INLINE void const_contrib(Ctx &rc, int op, G g, X x, double c, X y, uint32_t a)
+template <class Ctx, class G, class X, class Ref>
+static HI_INLINE void const_contrib(Ctx &rc, int op, G g, X x, double c, X y, Ref a)
 {
     switch (op) {
 #define HI_CASE(OP, NAME, F, D) case OP: touch(rc, a, (D)); break;
@@ -165,9 +168,9 @@ static HI_INLINE void const_contrib(Ctx &rc, int op, G g, X x, double c, X y, ui
     }
 }
 
-template <class Ctx, class G, class X, class Z>
+template <class Ctx, class G, class X, class Z, class Ref>
 static HI_INLINE void binary_contrib(Ctx &rc, int op, G g, X x, Z z,
-                                     typename hi_join<X, Z>::type y, uint32_t a, uint32_t b)
+                                     typename hi_join<X, Z>::type y, Ref a, Ref b)
 {
     switch (op) {
 #define HI_CASE(OP, NAME, F, DX, DZ) case OP: touch(rc, a, (DX)); touch(rc, b, (DZ)); break;

@@ -144,7 +144,7 @@ cdef object _micrograd_op(Variable v):
     w = tape.t.code[v.index]
     op = ac_opcode(w)
     if op == AC_POWC:
-        c = tape.t.consts[ac_operand_b(w)]
+        c = tape.t.consts[ac_const_b(&tape.t, v.index)]
         return f"**{int(c) if c.is_integer() and -1e16 < c < 1e16 else c}"
     symbol = _MICROGRAD_SYMBOLS.get(op)
     return _op_name(v) if symbol is None else symbol
@@ -155,8 +155,8 @@ cdef set _prev_of(Variable v):
     cdef Tape tape
     cdef ac_code w
     cdef int op
-    cdef uint32_t k, m
-    cdef uint32_t *refs = NULL
+    cdef int64_t k, m
+    cdef ac_ref *refs = NULL
     if v.kind != K_NODE:
         return set()
     tape = _owning_tape(v)
@@ -168,17 +168,18 @@ cdef set _prev_of(Variable v):
         w = tape.t.code[v.index]
         op = ac_opcode(w)
         if ac_is_nary(op):
-            m = tape.t.args[ac_offset(w)]
-            refs = <uint32_t *>malloc((m + 1) * sizeof(uint32_t))
+            m = ac_nargs(&tape.t, v.index)
+            refs = <ac_ref *>malloc((m + 1) * sizeof(ac_ref))
             if refs == NULL:
                 raise MemoryError()
-            memcpy(refs, tape.t.args + ac_offset(w), (m + 1) * sizeof(uint32_t))
-            return {_ref_object(tape, refs[k], v.index, k) for k in range(1, m + 1)}
-        prev = {_ref_object(tape, <uint32_t>ac_operand_a(w), v.index, 1)}
+            for k in range(m):
+                refs[k] = ac_arg(&tape.t, v.index, k)
+            return {_ref_object(tape, refs[k - 1], v.index, k) for k in range(1, m + 1)}
+        prev = {_ref_object(tape, ac_ref_a(&tape.t, v.index), v.index, 1)}
         if op >= AC_ADD:
-            prev.add(_ref_object(tape, <uint32_t>ac_operand_b(w), v.index, 2))
+            prev.add(_ref_object(tape, ac_ref_b(&tape.t, v.index), v.index, 2))
         elif op >= AC_ADDC and op != AC_POWC:     # micrograd: x**c has x alone as child, c in _op
-            prev.add(_const_object(tape, tape.t.consts[ac_operand_b(w)], v.index, 2))
+            prev.add(_const_object(tape, tape.t.consts[ac_const_b(&tape.t, v.index)], v.index, 2))
         return prev
     finally:
         free(refs)
@@ -225,36 +226,32 @@ cdef object _const_object(Tape tape, double c, ac_node node, int position):
         tape.const_objs[key] = v
     return v
 
-cdef object _ref_object(Tape tape, uint32_t ref, ac_node node, int position):
-    if ref & AC_REF_CONST:
-        return _const_object(tape, tape.t.consts[ref & ~AC_REF_CONST], node, position)
-    if ref & AC_LEAF_REF:
-        return <object>tape.t.leaf_obj[ref & ~AC_LEAF_REF]
-    return _node_object(tape, ref)
+cdef object _ref_object(Tape tape, ac_ref ref, ac_node node, int position):
+    if ref & AC_CONST_BIT:
+        return _const_object(tape, tape.t.consts[ref & ~AC_CONST_BIT], node, position)
+    if ref & AC_LEAF_BIT:
+        return <object>tape.t.leaf_obj[ref & AC_REF_INDEX]
+    return _node_object(tape, <ac_node>ref)
 
 
 # ---------------------------------------------------------------------------
 # the latest backward()'s adjoints, for node objects made after it
 # ---------------------------------------------------------------------------
 
-cdef void _remember_pass(Tape tape, double *adj, ac_node lo, ac_node root, double seed) noexcept:
-    """backward() over root just finished with these adjoints (adj[lo..root])."""
+cdef void _remember_pass(Tape tape, double *adj, ac_node lo, ac_node root) noexcept:
+    """backward() over root just finished with these adjoints (adj[lo..root],
+    the tape's kept buffer spare_adj, which stays until the next pass)."""
     _forget_pass(tape)
     tape.kept_root = root
     tape.kept_lo = lo
-    tape.kept_seed = seed
-    tape.kept_adj = adj if adj == tape.spare_adj else NULL   # a larger buffer is freed now
-    tape.kept_fn_results = tape.fn_results   # so a recomputation runs no Function's backward
+    tape.kept_adj = adj
     tape.kept_valid = True
 
 
 cdef void _forget_pass(Tape tape) noexcept:
-    if tape.kept_adj != NULL and tape.kept_adj != tape.spare_adj:
-        free(tape.kept_adj)                  # a recomputed buffer
     tape.kept_adj = NULL
     tape.kept_root = -1
     tape.kept_valid = False
-    tape.kept_fn_results = None
 
 
 cdef void _forget_adjoints_reached(Tape tape, ac_sweep_result *reach, ac_node root) noexcept:
@@ -262,22 +259,13 @@ cdef void _forget_adjoints_reached(Tape tape, ac_sweep_result *reach, ac_node ro
     cdef ac_node i
     if tape.kept_root < 0 or not tape.kept_valid:
         return
-    if tape.kept_adj == NULL:
-        tape.kept_valid = False              # not kept, and recomputing would undo the zeroing
-        return
     for i in range(max(reach.lo, tape.kept_lo), min(root, tape.kept_root) + 1):
         if ac_is_marked(&tape.t, i):
             tape.kept_adj[i] = 0.0
 
 
 cdef bint _kept_adjoint(Tape tape, ac_node i, double *out) except -1:
-    """The latest backward()'s adjoint of node i into out; False if unknown.
-    The caller holds the tape busy."""
-    cdef ac_sweep_result r
-    cdef ac_node n
-    cdef double *buf
-    cdef int64_t k
-    cdef int rc
+    """The latest backward()'s adjoint of node i into out; False if unknown."""
     out[0] = 0.0
     if tape.kept_root < 0:
         return i >= tape.known_from          # no pass since: 0, unless it predates a compaction
@@ -285,31 +273,6 @@ cdef bint _kept_adjoint(Tape tape, ac_node i, double *out) except -1:
         return True                          # recorded after the pass
     if not tape.kept_valid:
         return False
-    if tape.kept_adj == NULL:
-        # Too large to keep: sweep again (same tape, same formulas, same
-        # numbers); the pass's Function results stand in for their backward.
-        n = tape.kept_root + 1 + tape.t.nleaves
-        buf = <double *>malloc(n * sizeof(double))
-        if buf == NULL:
-            return False
-        fn_results = {} if tape.kept_fn_results is None else tape.kept_fn_results
-        _enter_busy(tape)                    # a sweep: nothing may change the arrays
-        tape.fn_results = fn_results
-        try:
-            rc = ac_sweep(&tape.t, buf, buf + tape.kept_root + 1, tape.kept_root,
-                          tape.kept_seed, 0, &r)
-        finally:
-            tape.fn_results = None
-            _leave_busy(tape)
-        if rc < 0:                           # interrupted (Ctrl-C), or a Function failed
-            free(buf)
-            tape.kept_valid = False
-            tape._raise_sweep_error()
-        if r.exact:
-            for k in range(r.leaf_lo, r.leaf_hi + 1):
-                tape.t.leaf_flags[k] &= ~AC_LEAF_MARK
-        tape.kept_adj = buf
-        tape.kept_lo = r.lo
     if i >= tape.kept_lo:
         out[0] = tape.kept_adj[i]
     return True

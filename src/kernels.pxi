@@ -20,11 +20,12 @@ cdef int _activation_op(object activation) except -2:
     raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', not {activation!r}")
 
 
-cdef inline uint32_t _ref_of(Tape tape, Variable v) except? 0xffffffff:
-    """The n-ary operand reference of any Variable (constants go to the pool)."""
+cdef inline int64_t _ref_of(Tape tape, Variable v) except -1:
+    """The n-ary operand of any Variable, in the tape's layout (constants
+    go to the pool)."""
     if v.kind == K_CONST:
-        return AC_REF_CONST | <uint32_t>_const(tape, v.value)
-    return <uint32_t>_operand(tape, v, v.kind)
+        return <int64_t>(tape.t.const_flag | <uint64_t>_const(tape, v.value))
+    return _operand(tape, v, v.kind)
 
 
 cdef int _check_layer(list rows, list biases, Py_ssize_t nout, Py_ssize_t nin) except -1:
@@ -60,25 +61,26 @@ def _dense(list rows, list biases, x, activation):
     cdef list row, out
     cdef double *xv = NULL
     cdef uint8_t *xk = NULL
-    cdef uint32_t *xref = NULL
-    cdef uint32_t *args
+    cdef uint64_t *xref = NULL
+    cdef uint32_t *args32
     cdef double y
     cdef bint record = False
     cdef Tape tape
     cdef ac_thread_state *ts = ac_this_thread()
     cdef int64_t offset
-    cdef uint32_t one
+    cdef uint64_t one
     cdef ac_node first
-    cdef Py_ssize_t compactions
+    cdef Py_ssize_t passes
     cdef Variable w
+    cdef bint marking = False            # operands marked used, Variables not all made yet
 
     nin = len(xs)
     width = 2 * nin + 2                  # operand references per dot node
-    if width >= AC_REF_CONST:
-        raise ValueError(f"a layer takes at most {AC_REF_CONST // 2 - 2:,} inputs")
+    if width >= AC_NARROW_CONST:
+        raise ValueError(f"a layer takes at most {AC_NARROW_CONST // 2 - 2:,} inputs")
     xv = <double *>malloc((nin + 1) * sizeof(double))
     xk = <uint8_t *>malloc(nin + 1)
-    xref = <uint32_t *>malloc((nin + 1) * sizeof(uint32_t))
+    xref = <uint64_t *>malloc((nin + 1) * sizeof(uint64_t))
     if xv == NULL or xk == NULL or xref == NULL:
         free(xv); free(xk); free(xref)
         raise MemoryError()
@@ -130,49 +132,65 @@ def _dense(list rows, list biases, x, activation):
                     _tape_for(row[k], (<Variable>row[k]).kind, None, K_CONST)
             if (<Variable>biases[j]).kind == K_NODE:
                 _tape_for(biases[j], (<Variable>biases[j]).kind, None, K_CONST)
-        compactions = tape.compactions
-        tape._make_room(2 * nout, nout * (width + 1) * sizeof(uint32_t))
+        passes = tape.passes
+        tape._make_room(2 * nout, nout * (width + 1))
         if ac_reserve_args(&tape.t, nout * (width + 1)) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
-        if tape.compactions != compactions:
+        if tape.passes != passes:
             _check_layer(rows, biases, nout, nin)     # a finalizer may have changed them
-        # operand references only now: compaction above renumbers nodes
+        # operands only now: compaction above renumbers nodes.  The layout
+        # stays as _make_room left it until the last node is pushed, so a
+        # narrow tape gets its 32-bit words written directly.
+        marking = True
         for k in range(nin):
-            xref[k] = (AC_REF_CONST | <uint32_t>_const(tape, xv[k]) if xk[k] == K_CONST
-                       else <uint32_t>_operand(tape, xs[k], xk[k]))
-        one = AC_REF_CONST | <uint32_t>_const(tape, 1.0)
+            xref[k] = (tape.t.const_flag | <uint64_t>_const(tape, xv[k]) if xk[k] == K_CONST
+                       else <uint64_t>_operand(tape, xs[k], xk[k]))
+        one = tape.t.const_flag | <uint64_t>_const(tape, 1.0)
         first = tape.t.size
         for j in range(nout):
             row = rows[j]
             w = <Variable>biases[j]
             offset = tape.t.nargs
-            args = tape.t.args
-            args[offset] = <uint32_t>width
-            args[offset + 1] = _ref_of(tape, w)
-            args[offset + 2] = one
             y = 0.0 + w.value              # b, then each w*x (micrograd's order), from 0.0 as
                                            # the dot node's own formula sums
-            for k in range(nin):
-                w = <Variable>row[k]
-                args[offset + 3 + 2 * k] = _ref_of(tape, w)
-                args[offset + 4 + 2 * k] = xref[k]
-                y += w.value * xv[k]
+            if tape.t.wargs == NULL:
+                args32 = tape.t.args + offset
+                args32[0] = <uint32_t>width
+                args32[1] = <uint32_t>_ref_of(tape, w)
+                args32[2] = <uint32_t>one
+                for k in range(nin):
+                    w = <Variable>row[k]
+                    args32[3 + 2 * k] = <uint32_t>_ref_of(tape, w)
+                    args32[4 + 2 * k] = <uint32_t>xref[k]
+                    y += w.value * xv[k]
+            else:
+                ac_set_word(&tape.t, offset, width)
+                ac_set_word(&tape.t, offset + 1, <uint64_t>_ref_of(tape, w))
+                ac_set_word(&tape.t, offset + 2, one)
+                for k in range(nin):
+                    w = <Variable>row[k]
+                    ac_set_word(&tape.t, offset + 3 + 2 * k, <uint64_t>_ref_of(tape, w))
+                    ac_set_word(&tape.t, offset + 4 + 2 * k, xref[k])
+                    y += w.value * xv[k]
             tape.t.nargs = offset + 1 + width
             if ts.anomaly and not isfinite(y):
                 _anomaly(AC_DOT, y, ())
-            ac_push(&tape.t, ac_pack_offset(AC_DOT, <uint64_t>offset), y)
+            ac_push_nary(&tape.t, AC_DOT, offset, y)
             if act >= 0:
                 y = ac_unary_value(act, tape.t.val[tape.t.size - 1])
                 if ts.anomaly and not isfinite(y):
                     _anomaly(act, y, (tape.t.val[tape.t.size - 1],))
-                ac_push(&tape.t, ac_pack(act, <uint64_t>(tape.t.size - 1), 0), y)
-        tape.limit -= (nout * (width + 1) * sizeof(uint32_t)) // NODE_BYTES
+                ac_push_op(&tape.t, act, <uint64_t>(tape.t.size - 1), 0, y)
+        tape.limit -= (nout * (width + 1) * _arg_bytes(tape)) // NODE_BYTES
         # Variables last: every node is on the tape before any object is made
         for j in range(nout):
             k = first + (2 * j + 1 if act >= 0 else j)
             out[j] = _new_node(tape, k, tape.t.val[k])
+        marking = False
         return out
     finally:
+        if marking:       # failed midway: nodes without Variables, operands marked used
+            _recording_failed(tape)
         free(xv)
         free(xk)
         free(xref)

@@ -70,19 +70,22 @@ cdef inline Tape _tape_for(object a, int ka, object b, int kb):
     return tape
 
 
-cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
-    """The operand reference of a recorded Variable (its node), of a leaf
-    (AC_LEAF_REF | its entry in this tape's leaf table, made on first use),
-    or of a released Variable (a leaf entry that refuses backward())."""
+cdef inline int64_t _operand(Tape tape, object o, int kind) except -1:
+    """The operand of a recorded Variable (its node), of a leaf
+    (tape.t.leaf_flag | its entry in this tape's leaf table, made on first
+    use), or of a released Variable (a leaf entry that refuses backward()),
+    in the tape's layout (tape.h: it holds until the operation's node is
+    pushed).  Never negative."""
     cdef Variable v = <Variable>o
     if kind == K_NODE:
         if v.kind == K_NODE:
+            v.used = 1            # if the operation fails before its node is pushed, see _recording_failed
             return v.index
         kind = v.kind             # released by the compaction that made room
     if kind == K_RELEASED:
         return _new_leaf_entry(tape, v, AC_LEAF_RELEASED)
     if v.cache_tape == &tape.t:
-        return AC_LEAF_REF | v.index
+        return tape.t.leaf_flag | <uint64_t>v.index
     if v.cache_tape != NULL and v.cache_tape.busy:
         # Its current entry is on a tape whose backward pass is running (in
         # another thread): that pass may still undo its gradients, so the
@@ -91,15 +94,21 @@ cdef inline ac_node _operand(Tape tape, object o, int kind) except -1:
     return _new_leaf_entry(tape, v, AC_LEAF_CURRENT)
 
 
-cdef ac_node _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
+cdef inline ac_ref _as_ac_ref(Tape tape, int64_t r) noexcept:
+    """A node index or leaf reference in the tape's current layout (what
+    _operand returns) as an ac_ref, the form C readers of either layout take
+    (tape.h)."""
+    return <ac_ref>r if tape.t.hi != NULL else ac_ref_of_narrow(<uint64_t>r)
+
+
+cdef int64_t _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
     """A new leaf-table entry for leaf: its current one (AC_LEAF_CURRENT),
     a past one (0), or one standing for a released Variable's value."""
     cdef int64_t k = tape.t.nleaves
     cdef int rc = ac_reserve_leaves(&tape.t, 1)
-    if rc == -2:
-        raise MemoryError(f"the leaf table of this thread's tape is full ({AC_MAX_LEAVES:,} entries)")
     if rc < 0:
-        raise MemoryError("out of memory growing the leaf table")
+        _recording_failed(tape)
+        _raise_growth_error(rc, "leaf table", "leaf entries")
     if flags & AC_LEAF_CURRENT:
         _detach(leaf)      # its entry on another tape becomes a past one
     Py_INCREF(leaf)
@@ -115,14 +124,35 @@ cdef ac_node _new_leaf_entry(Tape tape, Variable leaf, uint8_t flags) except -1:
     else:
         tape.t.ndetached += 1
     tape.limit -= LEAF_ENTRY_BYTES // NODE_BYTES     # the entry counts in the budget
-    return AC_LEAF_REF | k
+    return tape.t.leaf_flag | <uint64_t>k
+
+
+cdef int _raise_growth_error(int rc, str what, str unit) except -1:
+    """A tape array could not grow (rc from ac_grow_*/ac_reserve_*)."""
+    if rc == -3:
+        raise MemoryError(
+            f"the {what} of this thread's tape is full ({unit} past the wide layout's limit); "
+            "drop references to graphs you no longer need, or split the computation")
+    if rc == -2:       # _make_room widens the tape before an operation could get here
+        raise MemoryError(f"the {what} of this thread's tape reached the narrow layout's limit "
+                          "in the middle of an operation (please report this)")
+    raise MemoryError(f"out of memory growing the {what} of this thread's tape")
+
+
+cdef inline void _recording_failed(Tape tape) noexcept:
+    """An operation fails after some of its operands were marked used (or
+    a leaf entry was made for it), and its node will not be pushed: that
+    operand's node may be a sink no death will report, so the next
+    compaction must run (see Tape.maybe_garbage)."""
+    tape.maybe_garbage += 1
 
 
 cdef inline int64_t _const(Tape tape, double c) except -1:
     cdef int64_t before = tape.t.nconsts
     cdef int64_t k = ac_const_index(&tape.t, c)
     if k < 0:
-        raise MemoryError("out of memory growing the constant pool of the tape")
+        _recording_failed(tape)
+        _raise_growth_error(<int>k, "constant pool", "distinct constants")
     if tape.t.nconsts != before:
         tape.limit -= CONST_BYTES // NODE_BYTES     # a new constant counts in the budget
     return k
@@ -143,8 +173,8 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
     cdef double x, z, y
     cdef int ka, kb
     cdef Tape tape
-    cdef ac_node ia, ib
-    cdef ac_code code
+    cdef uint64_t ia, ib
+    cdef ac_node i
     cdef ac_thread_state *ts
     # Numbers first: converting one may run Python code (a float subclass's
     # __float__), which must not run between reading a Variable and recording.
@@ -181,24 +211,24 @@ cdef inline object _binary(int op, int op_xc, int op_cx, object left, object rig
     tape = _tape_for(left, ka, right, kb)
     _reserve(tape, 1)
     if ka and kb:
-        ia = _operand(tape, left, ka)
-        ib = _operand(tape, right, kb)
-        code = ac_pack(op, <uint64_t>ia, <uint64_t>ib)
+        ia = <uint64_t>_operand(tape, left, ka)
+        ib = <uint64_t>_operand(tape, right, kb)
+        i = ac_push_op(&tape.t, op, ia, ib, y)
     elif ka:
-        ia = _operand(tape, left, ka)
+        ia = <uint64_t>_operand(tape, left, ka)
         # x - c is recorded as x + (-c): IEEE defines subtraction that way
-        code = ac_pack(op_xc, <uint64_t>ia, <uint64_t>_const(tape, -z if op == AC_SUB else z))
+        i = ac_push_op(&tape.t, op_xc, ia, <uint64_t>_const(tape, -z if op == AC_SUB else z), y)
     else:
-        ib = _operand(tape, right, kb)
-        code = ac_pack(op_cx, <uint64_t>ib, <uint64_t>_const(tape, x))
-    return _new_node(tape, ac_push(&tape.t, code, y), y)
+        ib = <uint64_t>_operand(tape, right, kb)
+        i = ac_push_op(&tape.t, op_cx, ib, <uint64_t>_const(tape, x), y)
+    return _new_node(tape, i, y)
 
 
 cdef object _unary(int op, object arg):
     cdef double x, y
     cdef int ka = K_CONST
     cdef Tape tape
-    cdef ac_node ia
+    cdef uint64_t ia
     cdef ac_thread_state *ts
     if type(arg) is Variable:
         x = (<Variable>arg).value
@@ -215,8 +245,8 @@ cdef object _unary(int op, object arg):
         return _untracked(y, arg, ka, None, K_CONST, "a function under no_grad()")
     tape = _tape_for(arg, ka, None, K_CONST)
     _reserve(tape, 1)
-    ia = _operand(tape, arg, ka)
-    return _new_node(tape, ac_push(&tape.t, ac_pack(op, <uint64_t>ia, 0), y), y)
+    ia = <uint64_t>_operand(tape, arg, ka)
+    return _new_node(tape, ac_push_op(&tape.t, op, ia, 0, y), y)
 
 
 cdef object _nary(int op, list items, int width, str where, object fn=None, double given=0.0):
@@ -231,11 +261,11 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
     cdef Tape tape
     cdef ac_thread_state *ts = ac_this_thread()
     cdef int64_t offset
-    cdef uint32_t ref
+    cdef uint64_t ref
     cdef object o
 
-    if n >= AC_REF_CONST:
-        raise ValueError(f"{where} takes at most {AC_REF_CONST - 1:,} items, got {n:,}")
+    if n >= AC_NARROW_CONST:
+        raise ValueError(f"{where} takes at most {AC_NARROW_CONST - 1:,} items, got {n:,}")
     values = <double *>malloc((n + 1) * sizeof(double))
     kinds = <uint8_t *>malloc(n + 1)
     if values == NULL or kinds == NULL:
@@ -282,21 +312,21 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
         for j in range(n):
             if kinds[j] == K_NODE:
                 _tape_for(items[j], kinds[j], None, K_CONST)
-        # the operand list counts in the memory budget (may compact)
-        tape._make_room(1, (n + 1) * sizeof(uint32_t))
+        # the operand list counts in the memory budget (may compact or widen)
+        tape._make_room(1, n + 1)
         if ac_reserve_args(&tape.t, n + 1) < 0:
             raise MemoryError("out of memory growing the operand lists of the tape")
         offset = tape.t.nargs
-        tape.t.args[offset] = <uint32_t>n
+        ac_set_word(&tape.t, offset, n)
         for j in range(n):
             if kinds[j] == K_CONST:
-                ref = AC_REF_CONST | <uint32_t>_const(tape, values[j])
+                ref = tape.t.const_flag | <uint64_t>_const(tape, values[j])
             else:
-                ref = <uint32_t>_operand(tape, items[j], kinds[j])
-            tape.t.args[offset + 1 + j] = ref
+                ref = <uint64_t>_operand(tape, items[j], kinds[j])
+            ac_set_word(&tape.t, offset + 1 + j, ref)
         tape.t.nargs = offset + 1 + n
-        tape.limit -= ((n + 1) * sizeof(uint32_t)) // NODE_BYTES
-        result = _new_node(tape, ac_push(&tape.t, ac_pack_offset(op, <uint64_t>offset), y), y)
+        tape.limit -= ((n + 1) * _arg_bytes(tape)) // NODE_BYTES
+        result = _new_node(tape, ac_push_nary(&tape.t, op, offset, y), y)
         if op == AC_CUSTOM:       # after the node is complete: nothing runs in between
             tape.functions[(<Variable>result).index] = fn
         return result

@@ -127,10 +127,14 @@ int64_t rp_count_kept(const rp_ir *ir)
 
 /* ---- reading the tape ---------------------------------------------------- */
 
+/* The tape is read through tape.h's accessors (ac_ref_a, ac_arg, ...), so a
+ * tape in either layout compiles; references are ac_refs. */
+
 /* A reference on the tape: node r below `below`, or a leaf entry. */
-static int rp_valid_ref(const ac_tape *t, uint32_t r, ac_node below)
+static int rp_valid_ref(const ac_tape *t, ac_ref r, ac_node below)
 {
-    if (r >> 27 == 1) return (int64_t)(r & AC_INDEX_MASK) < t->nleaves;
+    if (r & AC_CONST_BIT) return 0;
+    if (ac_ref_is_leaf(r)) return ac_ref_index(r) < t->nleaves;
     return (ac_node)r < below;
 }
 
@@ -142,24 +146,25 @@ static int rp_valid_node(const ac_tape *t, ac_node i)
     int op = ac_opcode(w);
     if (op >= AC_NUM_OPS) return 0;
     if (rp_is_nary(op)) {
-        uint64_t off = ac_offset(w), m, k;
+        uint64_t off = ac_offset(w);
+        int64_t m, k;
         if ((int64_t)off >= t->nargs) return 0;
-        m = t->args[off];
-        if (m > (uint64_t)(t->nargs - (int64_t)off - 1)) return 0;
+        m = ac_nargs(t, i);
+        if (m < 0 || m > t->nargs - (int64_t)off - 1) return 0;
         if (op == AC_DOT && (m & 1)) return 0;
-        for (k = 1; k <= m; ++k) {
-            uint32_t r = t->args[off + k];
-            if (r & AC_REF_CONST) {
-                if ((int64_t)(r & ~AC_REF_CONST) >= t->nconsts) return 0;
+        for (k = 0; k < m; ++k) {
+            ac_ref r = ac_arg(t, i, k);
+            if (r & AC_CONST_BIT) {
+                if ((int64_t)(r & ~AC_CONST_BIT) >= t->nconsts) return 0;
             } else if (!rp_valid_ref(t, r, i)) {
                 return 0;
             }
         }
         return 1;
     }
-    if (!rp_valid_ref(t, (uint32_t)ac_operand_a(w), i)) return 0;
-    if (rp_is_binary(op)) return rp_valid_ref(t, (uint32_t)ac_operand_b(w), i);
-    if (rp_is_const_op(op)) return ac_operand_b(w) < t->nconsts;
+    if (!rp_valid_ref(t, ac_ref_a(t, i), i)) return 0;
+    if (rp_is_binary(op)) return rp_valid_ref(t, ac_ref_b(t, i), i);
+    if (rp_is_const_op(op)) return ac_const_b(t, i) < t->nconsts;
     return 1;
 }
 
@@ -169,24 +174,23 @@ static int rp_mark_tape(const ac_tape *t, uint8_t *keep, ac_node hi, int all, ac
 {
     ac_node i;
     for (i = hi; i >= 0; --i) {
-        ac_code w;
         int op;
         if (all) keep[i] = 1;
         if (!keep[i]) continue;
         if (!rp_valid_node(t, i)) return rp_fail(st, AC_RP_INVALID, i, "the tape holds a malformed node");
-        w = t->code[i];
-        op = ac_opcode(w);
+        op = ac_opcode(t->code[i]);
         if (rp_is_nary(op)) {
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t k;
-            for (k = 1; k <= refs[0]; ++k)
-                if (!(refs[k] & (AC_REF_CONST | AC_LEAF_REF))) keep[refs[k]] = 1;
+            int64_t k, m = ac_nargs(t, i);
+            for (k = 0; k < m; ++k) {
+                ac_ref r = ac_arg(t, i, k);
+                if (!(r & (AC_CONST_BIT | AC_LEAF_BIT))) keep[r] = 1;
+            }
         } else {
-            uint32_t ra = (uint32_t)ac_operand_a(w);
-            if (!ac_is_leaf_ref(ra)) keep[ra] = 1;
+            ac_ref ra = ac_ref_a(t, i);
+            if (!ac_ref_is_leaf(ra)) keep[ra] = 1;
             if (rp_is_binary(op)) {
-                uint32_t rb = (uint32_t)ac_operand_b(w);
-                if (!ac_is_leaf_ref(rb)) keep[rb] = 1;
+                ac_ref rb = ac_ref_b(t, i);
+                if (!ac_ref_is_leaf(rb)) keep[rb] = 1;
             }
         }
     }
@@ -195,10 +199,10 @@ static int rp_mark_tape(const ac_tape *t, uint8_t *keep, ac_node hi, int all, ac
 
 /* A tape reference as an IR reference. */
 static rp_ref rp_from_tape(rp_ir *ir, const ac_tape *t, const int32_t *leaf_input,
-                           const int32_t *node_instr, uint32_t r, int *failed)
+                           const int32_t *node_instr, ac_ref r, int *failed)
 {
-    if (ac_is_leaf_ref(r)) {
-        int64_t k = r & AC_INDEX_MASK;
+    if (ac_ref_is_leaf(r)) {
+        int64_t k = ac_ref_index(r);
         if (leaf_input != NULL && leaf_input[k] >= 0) return RP_INPUT | (rp_ref)leaf_input[k];
         return rp_const(ir, t->leaf_val[k], failed);
     }
@@ -230,41 +234,38 @@ static int rp_extract(rp_ir *ir, const ac_tape *t, const uint8_t *keep, ac_node 
     for (i = 0; i <= hi; ++i) {
         if (!keep[i]) continue;
         ++n;
-        if (rp_is_nary(ac_opcode(t->code[i]))) nargs += t->args[ac_offset(t->code[i])];
+        if (rp_is_nary(ac_opcode(t->code[i]))) nargs += ac_nargs(t, i);
     }
     if (n > RP_MAX_INDEX || nargs > INT32_MAX)
         return rp_fail(st, AC_RP_INVALID, -1, "the graph is too large to compile");
     if (rp_alloc_instructions(ir, n, nargs) < 0)
         return rp_fail(st, AC_RP_NOMEM, -1, "out of memory compiling the graph");
     for (i = 0; i <= hi; ++i) {
-        ac_code w;
         int op;
         int64_t j;
         if (!keep[i]) continue;
-        w = t->code[i];
-        op = ac_opcode(w);
+        op = ac_opcode(t->code[i]);
         j = ir->n++;
         node_instr[i] = (int32_t)j;
         ir->op[j] = (uint8_t)op;
         ir->node[j] = i;
         ir->repl[j] = RP_INSTR | (rp_ref)j;
         if (rp_is_nary(op)) {
-            const uint32_t *refs = t->args + ac_offset(w);
-            uint32_t k, m = refs[0];
+            int64_t k, m = ac_nargs(t, i);
             ir->a[j] = (rp_ref)ir->nargs;
-            ir->b[j] = m;
-            for (k = 1; k <= m; ++k) {
-                uint32_t r = refs[k];
-                ir->args[ir->nargs++] = (r & AC_REF_CONST)
-                    ? rp_const(ir, t->consts[r & ~AC_REF_CONST], &failed)
+            ir->b[j] = (rp_ref)m;
+            for (k = 0; k < m; ++k) {
+                ac_ref r = ac_arg(t, i, k);
+                ir->args[ir->nargs++] = (r & AC_CONST_BIT)
+                    ? rp_const(ir, t->consts[r & ~AC_CONST_BIT], &failed)
                     : rp_from_tape(ir, t, leaf_input, node_instr, r, &failed);
             }
         } else {
-            ir->a[j] = rp_from_tape(ir, t, leaf_input, node_instr, (uint32_t)ac_operand_a(w), &failed);
+            ir->a[j] = rp_from_tape(ir, t, leaf_input, node_instr, ac_ref_a(t, i), &failed);
             if (rp_is_binary(op))
-                ir->b[j] = rp_from_tape(ir, t, leaf_input, node_instr, (uint32_t)ac_operand_b(w), &failed);
+                ir->b[j] = rp_from_tape(ir, t, leaf_input, node_instr, ac_ref_b(t, i), &failed);
             else if (rp_is_const_op(op))
-                ir->b[j] = rp_const(ir, t->consts[ac_operand_b(w)], &failed);
+                ir->b[j] = rp_const(ir, t->consts[ac_const_b(t, i)], &failed);
             else
                 ir->b[j] = 0;
         }
@@ -274,7 +275,7 @@ static int rp_extract(rp_ir *ir, const ac_tape *t, const uint8_t *keep, ac_node 
 }
 
 /* Outputs and guards as IR references (after rp_extract). */
-static int rp_roots(rp_ir *ir, const ac_tape *t, const uint32_t *outputs, const int32_t *leaf_input,
+static int rp_roots(rp_ir *ir, const ac_tape *t, const ac_ref *outputs, const int32_t *leaf_input,
                     const ac_guard *guards, const int32_t *node_instr, ac_status *st)
 {
     int32_t j;
@@ -283,13 +284,13 @@ static int rp_roots(rp_ir *ir, const ac_tape *t, const uint32_t *outputs, const 
         ir->outputs[j] = rp_from_tape(ir, t, leaf_input, node_instr, outputs[j], &failed);
     for (j = 0; j < ir->n_guards; ++j) {
         const ac_guard *g = &guards[j];
-        ir->guard_a[j] = g->a == AC_REF_CONST ? rp_const(ir, g->a_value, &failed)
-                                              : rp_from_tape(ir, t, leaf_input, node_instr, g->a, &failed);
+        ir->guard_a[j] = g->a == AC_GUARD_CONST ? rp_const(ir, g->a_value, &failed)
+                                                : rp_from_tape(ir, t, leaf_input, node_instr, g->a, &failed);
         if (g->kind == AC_GUARD_TRUTH)
             ir->guard_b[j] = ir->guard_a[j];
         else
-            ir->guard_b[j] = g->b == AC_REF_CONST ? rp_const(ir, g->b_value, &failed)
-                                                  : rp_from_tape(ir, t, leaf_input, node_instr, g->b, &failed);
+            ir->guard_b[j] = g->b == AC_GUARD_CONST ? rp_const(ir, g->b_value, &failed)
+                                                    : rp_from_tape(ir, t, leaf_input, node_instr, g->b, &failed);
         ir->guard_kind[j] = (uint8_t)g->kind;
         ir->guard_expected[j] = g->expected != 0;
         ir->guard_dropped[j] = 0;
@@ -299,13 +300,14 @@ static int rp_roots(rp_ir *ir, const ac_tape *t, const uint32_t *outputs, const 
 
 /* ---- checking the arguments ---------------------------------------------- */
 
-static int rp_valid_root(const ac_tape *t, uint32_t r)
+static int rp_valid_root(const ac_tape *t, ac_ref r)
 {
-    if (r >> 27 == 1) return (int64_t)(r & AC_INDEX_MASK) < t->nleaves;
+    if (r & AC_CONST_BIT) return 0;
+    if (ac_ref_is_leaf(r)) return ac_ref_index(r) < t->nleaves;
     return (ac_node)r < t->size;
 }
 
-static int rp_check_args(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
+static int rp_check_args(const ac_tape *t, const ac_ref *outputs, int32_t n_outputs,
                          const int32_t *leaf_input, int32_t n_inputs,
                          const ac_guard *guards, int32_t n_guards, ac_status *st)
 {
@@ -321,9 +323,9 @@ static int rp_check_args(const ac_tape *t, const uint32_t *outputs, int32_t n_ou
         const ac_guard *g = &guards[k];
         if (g->kind < 0 || g->kind >= AC_GUARD_NKINDS)
             return rp_fail(st, AC_RP_INVALID, k, "a guard has an unknown comparison kind");
-        if (g->a != AC_REF_CONST && !rp_valid_root(t, g->a))
+        if (g->a != AC_GUARD_CONST && !rp_valid_root(t, g->a))
             return rp_fail(st, AC_RP_INVALID, k, "a guard operand is not on the tape");
-        if (g->kind != AC_GUARD_TRUTH && g->b != AC_REF_CONST && !rp_valid_root(t, g->b))
+        if (g->kind != AC_GUARD_TRUTH && g->b != AC_GUARD_CONST && !rp_valid_root(t, g->b))
             return rp_fail(st, AC_RP_INVALID, k, "a guard operand is not on the tape");
     }
     if (leaf_input != NULL)
@@ -518,7 +520,7 @@ done:
 
 /* ---- ac_compile ---------------------------------------------------------- */
 
-int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
+int ac_compile(const ac_tape *t, const ac_ref *outputs, int32_t n_outputs,
                const int32_t *leaf_input, int32_t n_inputs,
                const ac_guard *guards, int32_t n_guards,
                unsigned passes, ac_program *p, ac_compile_stats *stats, ac_status *st)
@@ -544,12 +546,12 @@ int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
 
     /* the highest node any root names; roots marked in keep */
     for (k = 0; k < n_outputs; ++k)
-        if (!ac_is_leaf_ref(outputs[k]) && (ac_node)outputs[k] > hi) hi = outputs[k];
+        if (!ac_ref_is_leaf(outputs[k]) && (ac_node)outputs[k] > hi) hi = (ac_node)outputs[k];
     for (k = 0; k < n_guards; ++k) {
-        uint32_t r[2] = {guards[k].a, guards[k].kind == AC_GUARD_TRUTH ? AC_REF_CONST : guards[k].b};
+        ac_ref r[2] = {guards[k].a, guards[k].kind == AC_GUARD_TRUTH ? AC_GUARD_CONST : guards[k].b};
         int s;
         for (s = 0; s < 2; ++s)
-            if (r[s] != AC_REF_CONST && !ac_is_leaf_ref(r[s]) && (ac_node)r[s] > hi) hi = r[s];
+            if (r[s] != AC_GUARD_CONST && !ac_ref_is_leaf(r[s]) && (ac_node)r[s] > hi) hi = (ac_node)r[s];
     }
     keep = rp_zalloc(hi + 1, 1);
     node_instr = rp_alloc(hi + 1, sizeof *node_instr);
@@ -568,10 +570,10 @@ int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
         goto done;
     }
     for (k = 0; k < n_outputs; ++k)
-        if (!ac_is_leaf_ref(outputs[k])) keep[outputs[k]] = 1;
+        if (!ac_ref_is_leaf(outputs[k])) keep[outputs[k]] = 1;
     for (k = 0; k < n_guards; ++k) {
-        if (guards[k].a != AC_REF_CONST && !ac_is_leaf_ref(guards[k].a)) keep[guards[k].a] = 1;
-        if (guards[k].kind != AC_GUARD_TRUTH && guards[k].b != AC_REF_CONST && !ac_is_leaf_ref(guards[k].b))
+        if (guards[k].a != AC_GUARD_CONST && !ac_ref_is_leaf(guards[k].a)) keep[guards[k].a] = 1;
+        if (guards[k].kind != AC_GUARD_TRUTH && guards[k].b != AC_GUARD_CONST && !ac_ref_is_leaf(guards[k].b))
             keep[guards[k].b] = 1;
     }
 

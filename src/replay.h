@@ -46,9 +46,10 @@ typedef struct ac_status {
 
 /* ---- compiling ---------------------------------------------------------- */
 
-/* A guard: the outcome of a comparison recorded while tracing.  Operands use
- * the tape's reference encoding: a node index, AC_LEAF_REF | leaf entry, or
- * AC_REF_CONST for the constant a_value / b_value. */
+/* A guard: the outcome of a comparison recorded while tracing.  Operands are
+ * tape references (ac_ref, tape.h): a node index, AC_LEAF_BIT | leaf entry,
+ * or AC_GUARD_CONST for the constant a_value / b_value. */
+#define AC_GUARD_CONST AC_CONST_BIT
 enum ac_guard_kind {
     AC_GUARD_LT, AC_GUARD_LE, AC_GUARD_GT, AC_GUARD_GE, AC_GUARD_EQ, AC_GUARD_NE,
     AC_GUARD_TRUTH,       /* bool(a): a != 0 (nan is true, as in Python); b unused */
@@ -56,8 +57,8 @@ enum ac_guard_kind {
 };
 
 typedef struct ac_guard {
-    uint32_t a, b;        /* operand references */
-    double a_value, b_value;   /* the constants, where a or b is AC_REF_CONST */
+    ac_ref a, b;          /* operand references */
+    double a_value, b_value;   /* the constants, where a or b is AC_GUARD_CONST */
     int kind;             /* enum ac_guard_kind */
     int expected;         /* the recorded outcome: 1 true, 0 false */
 } ac_guard;
@@ -124,14 +125,14 @@ typedef struct ac_program {
     int64_t n_mask_words;
 } ac_program;
 
-/* Compile outputs[0..n_outputs) (node indices or AC_LEAF_REF | entry) of
- * tape t.  leaf_input[k] (k < t->nleaves) is the input position of leaf
+/* Compile outputs[0..n_outputs) (tape references: node indices or
+ * AC_LEAF_BIT | entry) of tape t, in either layout.  leaf_input[k] (k < t->nleaves) is the input position of leaf
  * entry k, or -1: that leaf becomes a constant at its recorded value
  * t->leaf_val[k]; NULL makes every leaf a constant.  Several entries may
  * share an input (their gradients add).  Guards keep their operands alive.
  * passes: a mask of enum ac_pass.  stats may be NULL.  On failure p is left
  * empty (ac_program_free is still safe) and st says why. */
-int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
+int ac_compile(const ac_tape *t, const ac_ref *outputs, int32_t n_outputs,
                const int32_t *leaf_input, int32_t n_inputs,
                const ac_guard *guards, int32_t n_guards,
                unsigned passes, ac_program *p, ac_compile_stats *stats, ac_status *st);

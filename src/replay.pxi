@@ -24,9 +24,10 @@ cdef extern from "replay.h" nogil:
         int64_t row
         int64_t index
         const char *what
+    ac_ref AC_GUARD_CONST
     ctypedef struct ac_guard:
-        uint32_t a
-        uint32_t b
+        ac_ref a                    # tape references (ac_ref: either layout), or AC_GUARD_CONST
+        ac_ref b
         double a_value
         double b_value
         int kind
@@ -64,7 +65,7 @@ cdef extern from "replay.h" nogil:
         const double *const *x_cols
         const int64_t *x_stride
         int32_t grad_outputs
-    int ac_compile(const ac_tape *t, const uint32_t *outputs, int32_t n_outputs,
+    int ac_compile(const ac_tape *t, const ac_ref *outputs, int32_t n_outputs,
                    const int32_t *leaf_input, int32_t n_inputs, const ac_guard *guards,
                    int32_t n_guards, unsigned passes, ac_program *p, ac_compile_stats *stats,
                    ac_status *st)
@@ -81,23 +82,24 @@ import time as _time
 # compiling
 # ---------------------------------------------------------------------------
 
-cdef uint32_t _root_ref(Tape tape, object o, list keep) except? 0xffffffff:
-    """The tape reference of an output or guard operand: a node, or a leaf
-    entry (made now if the leaf has none on this tape; a number or constant
-    gets a fresh leaf that is not an input, so it compiles to a constant)."""
+cdef ac_ref _root_ref(Tape tape, object o, list keep) except? 0xffffffffffffffff:
+    """The tape reference (an ac_ref, whatever the tape's layout) of an
+    output or guard operand: a node, or a leaf entry (made now if the leaf
+    has none on this tape; a number or constant gets a fresh leaf that is
+    not an input, so it compiles to a constant)."""
     cdef double x
     if type(o) is Variable:
         if (<Variable>o).kind == K_NODE:
-            return <uint32_t>_node_ref(tape, <Variable>o)
+            return <ac_ref>_node_ref(tape, <Variable>o)
         if (<Variable>o).kind == K_LEAF:
-            return <uint32_t>_operand(tape, o, K_LEAF)
+            return _as_ac_ref(tape, _operand(tape, o, K_LEAF))
         x = (<Variable>o).value
     elif not _number(o, &x):
         raise TypeError(f"a compiled function's outputs must be Variables or real numbers, not "
                         f"{type(o).__name__}")
     c = Variable(x)
     keep.append(c)
-    return <uint32_t>_operand(tape, c, K_LEAF)
+    return _as_ac_ref(tape, _operand(tape, c, K_LEAF))
 
 
 cdef ac_node _node_ref(Tape tape, Variable v) except -1:
@@ -113,8 +115,8 @@ cdef int _set_guard(ac_guard *g, Tape tape, tuple rec, list keep) except -1:
     g.expected = 1 if outcome else 0
     g.a_value = av
     g.b_value = bv
-    g.a = AC_REF_CONST if a is None else _root_ref(tape, a, keep)
-    g.b = AC_REF_CONST if b is None or kind == GUARD_TRUTH else _root_ref(tape, b, keep)
+    g.a = AC_GUARD_CONST if a is None else _root_ref(tape, a, keep)
+    g.b = AC_GUARD_CONST if b is None or kind == GUARD_TRUTH else _root_ref(tape, b, keep)
     return 0
 
 
@@ -129,7 +131,7 @@ def _compile(list outputs, list inputs, list guards, _Trace trace=None, int n_gr
     rest are auxiliary values), 0 for all."""
     cdef Tape tape = _thread_tape()
     cdef Py_ssize_t m = len(outputs), n = len(inputs), ng = len(guards), j
-    cdef uint32_t *outs = NULL
+    cdef ac_ref *outs = NULL
     cdef int32_t *leaf_input = NULL
     cdef ac_guard *gs = NULL
     cdef int64_t k, start
@@ -151,7 +153,10 @@ def _compile(list outputs, list inputs, list guards, _Trace trace=None, int n_gr
     prog = _Program.__new__(_Program)
     _pin(tape)         # leaf entries may be added below; nothing may renumber
     try:
-        outs = <uint32_t *>malloc(m * sizeof(uint32_t))
+        # room for a leaf entry per output and guard operand: a narrow tape
+        # too full for them widens now (pinned: no compaction)
+        tape._make_room(0, m + 2 * ng)
+        outs = <ac_ref *>malloc(m * sizeof(ac_ref))
         gs = <ac_guard *>calloc(ng + 1, sizeof(ac_guard))
         if outs == NULL or gs == NULL:
             raise MemoryError()
@@ -200,17 +205,17 @@ def _compile(list outputs, list inputs, list guards, _Trace trace=None, int n_gr
     return prog
 
 
-cdef int _refuse_stale(Tape tape, uint32_t *outs, Py_ssize_t m, ac_guard *gs, Py_ssize_t ng,
+cdef int _refuse_stale(Tape tape, ac_ref *outs, Py_ssize_t m, ac_guard *gs, Py_ssize_t ng,
                        list stale) except -1:
     """Raise if a root reaches a leaf entry recorded with an older value of
     an input (the version rule of backward())."""
     cdef ac_sweep_result reach
     cdef ac_tape *t = &tape.t
     cdef Py_ssize_t j
-    cdef uint32_t r
+    cdef ac_ref r
     cdef int64_t k, hit = -1
     cdef uint8_t *is_stale = <uint8_t *>calloc(t.nleaves + 1, 1)
-    cdef uint32_t *roots = <uint32_t *>malloc((m + 2 * ng + 1) * sizeof(uint32_t))
+    cdef ac_ref *roots = <ac_ref *>malloc((m + 2 * ng + 1) * sizeof(ac_ref))
     cdef Py_ssize_t nroots = 0
     try:
         if is_stale == NULL or roots == NULL:
@@ -226,18 +231,18 @@ cdef int _refuse_stale(Tape tape, uint32_t *outs, Py_ssize_t m, ac_guard *gs, Py
             nroots += 2
         for j in range(nroots):        # C only from here to the last clear
             r = roots[j]
-            if r == AC_REF_CONST:
+            if r == AC_GUARD_CONST:
                 continue
-            if r & AC_LEAF_REF:
-                if is_stale[r & ~AC_LEAF_REF]:
-                    hit = r & ~AC_LEAF_REF
+            if r & AC_LEAF_BIT:
+                if is_stale[r & AC_REF_INDEX]:
+                    hit = r & AC_REF_INDEX
                     break
                 continue
-            ac_mark_reachable(t, r, &reach)
+            ac_mark_reachable(t, <ac_node>r, &reach)
             for k in range(reach.leaf_lo, reach.leaf_hi + 1):
                 if t.leaf_flags[k] & AC_LEAF_MARK and is_stale[k]:
                     hit = k
-            ac_clear_marks(t, &reach, r)
+            ac_clear_marks(t, &reach, <ac_node>r)
             if hit >= 0:
                 break
     finally:

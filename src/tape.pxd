@@ -1,6 +1,6 @@
 # tape.pxd -- the C core as Cython sees it (src/tape.h, src/ops.h, src/thread_state.h).
 # Everything here is plain C: no Python objects, nogil-safe unless noted.
-from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint16_t, uint8_t
 
 cdef extern from "ops.h" nogil:
     cdef enum:
@@ -28,24 +28,35 @@ cdef extern from "tape.h":
 
 cdef extern from "tape.h" nogil:
     ctypedef uint64_t ac_code         # opcode | mark | operand a | operand b
+    ctypedef uint64_t ac_ref          # a node index, AC_LEAF_BIT | leaf entry, AC_CONST_BIT | pool index
 
     ac_code AC_MARK
-    ac_node AC_MAX_NODES
+    ac_node AC_MAX_NODES              # the narrow layout's limits ...
     int64_t AC_MAX_LEAVES
-    uint32_t AC_LEAF_REF              # operand flag: a leaf-table index, not a node
-    uint32_t AC_REF_CONST             # n-ary reference flag: a constant-pool index
+    int64_t AC_MAX_CONSTS
+    ac_node AC_WIDE_MAX_NODES         # ... and the wide layout's (nodes and leaf entries)
+    int64_t AC_WIDE_MAX_CONSTS
+    ac_ref AC_LEAF_BIT                # reference flag: a leaf-table index, not a node
+    ac_ref AC_CONST_BIT               # n-ary reference flag: a constant-pool index
+    ac_ref AC_REF_INDEX               # the index bits of a reference
+    uint32_t AC_NARROW_CONST          # 2^31: n-ary lists hold fewer references than this
     uint8_t AC_LEAF_CURRENT           # leaf_flags: the leaf caches this entry
     uint8_t AC_LEAF_MARK              # leaf_flags: reached
     uint8_t AC_LEAF_RELEASED          # leaf_flags: a released Variable's value (no gradient)
 
+    ctypedef struct ac_retained:      # array parts kept after a graph died (tape_retain.c)
+        pass
+
     ctypedef struct ac_tape:
         ac_code *code                 # [capacity] opcode and operands per node
         double *val                   # [capacity] forward value per node
+        uint16_t *hi                  # wide layout: high index bits per node; NULL if narrow
         ac_node size
         ac_node capacity
         double *consts                # constant operands
         int64_t nconsts
-        uint32_t *args                # n-ary operand lists: count, then references
+        uint32_t *args                # n-ary operand lists (narrow): count, then references
+        uint64_t *wargs               # the same, wide layout
         int64_t nargs
         void **leaf_obj               # leaf table: Variable objects (strong references)
         double *leaf_val              #   value when recorded
@@ -57,7 +68,10 @@ cdef extern from "tape.h" nogil:
         ac_custom_hook custom_backward    # adjoints of AC_CUSTOM nodes (a user's Function)
         ac_poll_hook poll                 # asked between blocks of long sweeps: stop?
         void *custom_ctx                  # the hooks' context (the Tape object)
+        uint64_t leaf_flag            # operands in the current layout: t.leaf_flag | leaf entry,
+        uint64_t const_flag           # t.const_flag | pool index (n-ary lists)
         int busy                      # nonzero: the owner is reading or rewriting the tape
+        ac_retained retained          # array parts kept since the last graph died
 
     ctypedef struct ac_sweep_result:
         ac_node lo                    # lowest node reached
@@ -80,12 +94,32 @@ cdef extern from "tape.h" nogil:
     void ac_tape_free(ac_tape *t)
     void ac_tape_clear(ac_tape *t)
     void ac_tape_trim(ac_tape *t)
+    int64_t AC_SHRINK_ABOVE           # arrays above this many entries are "large"
+    int ac_tape_retain(ac_tape *t, void **extra, const size_t *lo, const size_t *hi, int nextra)
+    void ac_tape_free_large(ac_tape *t)
+    double ac_retain_seconds          # what the next graph does not take back goes after this
+    void ac_retain_take(ac_retained *r, const void *block, size_t upto)
+    size_t ac_retained_bytes(ac_retained *r)
+    void ac_release_retained_now()
     int ac_grow_nodes(ac_tape *t, ac_node need)
     int ac_reserve_args(ac_tape *t, int64_t more)
     int ac_reserve_leaves(ac_tape *t, int64_t more)
     size_t ac_tape_bytes(const ac_tape *t)
     int64_t ac_const_index(ac_tape *t, double c)
-    ac_node ac_push(ac_tape *t, ac_code c, double v)
+    int ac_widen(ac_tape *t)
+    int64_t ac_narrow_limit           # nodes and leaf entries past which the tape widens (tests)
+
+    # recording, with operands in the tape's layout (t.leaf_flag, t.const_flag)
+    ac_node ac_push_op(ac_tape *t, int op, uint64_t a, uint64_t b, double v)
+    ac_node ac_push_nary(ac_tape *t, int op, int64_t offset, double v)
+    void ac_set_word(ac_tape *t, int64_t pos, uint64_t w)
+    # reading a node's operands
+    ac_ref ac_ref_of_narrow(uint64_t f)   # a narrow-layout operand field as an ac_ref
+    ac_ref ac_ref_a(const ac_tape *t, ac_node i)
+    ac_ref ac_ref_b(const ac_tape *t, ac_node i)
+    int64_t ac_const_b(const ac_tape *t, ac_node i)
+    int64_t ac_nargs(const ac_tape *t, ac_node i)
+    ac_ref ac_arg(const ac_tape *t, ac_node i, int64_t k)
 
     bint ac_is_marked(const ac_tape *t, ac_node i)
     void ac_set_mark(ac_tape *t, ac_node i)
@@ -93,8 +127,6 @@ cdef extern from "tape.h" nogil:
                   int deliver, ac_sweep_result *r)
     void ac_undo_delivery(ac_tape *t, const double *saved, int64_t lo, int64_t hi)
     ac_node ac_find_anomaly(ac_tape *t, double *adj, double *leaf_adj, ac_node root, double seed)
-    ac_node ac_operand_a(ac_code c)
-    ac_node ac_operand_b(ac_code c)
     void ac_mark_reachable(ac_tape *t, ac_node root, ac_sweep_result *r)
     void ac_clear_marks(ac_tape *t, const ac_sweep_result *r, ac_node root)
 

@@ -23,9 +23,11 @@ cdef enum:
     CONST_BYTES = 16
     LEAF_ENTRY_BYTES = 128
 
-# backward() keeps its adjoint buffer for the next call up to this many
-# nodes (8 MB); larger buffers are returned at once, so a big graph holds
-# 16 bytes a node, not 24, between passes.
+# backward() and grad() each keep their adjoint buffer for the next call
+# while the tape holds its graph, so a large graph does not fault a fresh
+# buffer in (8 bytes a node) on every pass.  A reset frees buffers above
+# ADJ_KEEP_MAX adjoints (8 MB); a compaction frees those far larger than the
+# tape it leaves.
 cdef enum:
     ADJ_KEEP_MAX = 1 << 20
 
@@ -57,14 +59,28 @@ cdef class Tape:
     cdef int64_t budget           # compact before the footprint passes this many bytes
     cdef ac_node limit            # recording takes the slow path (_make_room) at this many
                                   # nodes: min(capacity, what the budget allows); 0 while busy
-    cdef Py_ssize_t compactions
+    cdef Py_ssize_t compactions   # passes that moved nodes
+    cdef Py_ssize_t passes        # marking passes run (some find every node reachable)
+    cdef Py_ssize_t skipped       # passes skipped: nothing could have become unreachable
+    # Events since the last pass (or reset) that may have left a node
+    # unreachable: a recorded Variable died whose node no operation had taken
+    # as an operand, or a recording failed midway.  While it is 0 (and no leaf
+    # entry is a past one, which could make a graph stale), every node is
+    # still reachable, so a pass would free nothing.  Why this suffices: the
+    # highest unreachable node is an operand of no node (its users would be
+    # unreachable too, and higher), so when it became unreachable its last
+    # Variable died while its node was a sink.
+    cdef Py_ssize_t maybe_garbage
+    cdef Py_ssize_t alloc_failures_seen   # _alloc_failures at the last pass or reset
     cdef int pinned               # nested _pin calls: compaction and reset wait (t.busy:
                                   # nested _enter_busy calls, nothing may change the tape)
     cdef bint reset_pending       # the last live Variable died while busy or pinned
-    cdef double *spare_adj        # backward()'s adjoint buffer, kept between calls (ADJ_KEEP_MAX)
-    cdef ac_node spare_adj_size
+    cdef double *spare_adj        # backward()'s adjoint buffer, kept between calls (_adjoints)
+    cdef int64_t spare_adj_size   # adjoints it holds for this tape (the rest of spare_adj_alloc
+    cdef int64_t spare_adj_alloc  # is with tape_retain.c since the last graph died)
     cdef double *grad_adj         # grad()'s, so that grad() leaves backward()'s adjoints alone
-    cdef ac_node grad_adj_size
+    cdef int64_t grad_adj_size
+    cdef int64_t grad_adj_alloc
     cdef unsigned long thread_id
     cdef object thread_name
     cdef dict functions           # node index -> the Function object of each AC_CUSTOM node
@@ -79,10 +95,8 @@ cdef class Tape:
     # show its adjoints (introspection.pxi, _kept_adjoint):
     cdef ac_node kept_root        # its output node; -1: no pass since the last reset/compaction
     cdef ac_node kept_lo          # the lowest node it reached
-    cdef double kept_seed
-    cdef double *kept_adj         # its adjoints (spare_adj, or a recomputed buffer), or NULL
-    cdef bint kept_valid          # kept_adj holds them, or they can be recomputed
-    cdef dict kept_fn_results     # its Functions' gradients, for a recomputation
+    cdef double *kept_adj         # its adjoints (spare_adj), or NULL
+    cdef bint kept_valid          # kept_adj holds them (zero_grad() may have made them unknown)
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
     cdef uint64_t epoch           # counts the events that renumber nodes (compaction, reset), so a
@@ -145,10 +159,13 @@ cdef class Tape:
             self.t.nleaves = 0
             self.t.ndetached = 0
         ac_tape_clear(&self.t)
+        self.maybe_garbage = 0
+        self.alloc_failures_seen = _alloc_failures
         _drop_objmap(self)
         _forget_pass(self)
         self.known_from = 0
         self.budget = _compaction_floor_bytes
+        self._retain()
         self.epoch += 1
         self._set_limit()
         old_consts, old_functions = self.const_objs, self.functions
@@ -165,70 +182,151 @@ cdef class Tape:
 
     cdef int64_t _footprint(self) noexcept:
         """Bytes the tape holds (see _compaction_floor_bytes)."""
-        return (self.t.size * NODE_BYTES + self.t.nconsts * CONST_BYTES
-                + self.t.nargs * sizeof(uint32_t) + self.t.nleaves * LEAF_ENTRY_BYTES)
+        return (self.t.size * _node_bytes(self) + self.t.nconsts * CONST_BYTES
+                + self.t.nargs * _arg_bytes(self) + self.t.nleaves * LEAF_ENTRY_BYTES)
 
     cdef void _set_limit(self) noexcept:
         """Where _reserve's one compare sends recording to the slow path:
         when the node arrays are full or the footprint reaches the budget
-        (unless pinned, when the tape just grows)."""
-        cdef int64_t room = (self.budget - self._footprint()) // NODE_BYTES
+        (unless pinned, when the tape just grows).  In the narrow layout, also
+        before an operation could find no room for its new leaf entries (up
+        to 2) or constant (1): each lowers the limit by its cost as it is
+        added (8 and 1), so the slow path widens the tape between
+        operations, never in the middle of one (see _make_room)."""
+        cdef int64_t room = self.t.capacity - self.t.size
+        if not self.pinned:                # pinned: no compaction, the tape just grows
+            room = min(room, (self.budget - self._footprint()) // _node_bytes(self))
+        if self.t.hi == NULL:
+            room = min(room, (_narrow_cap(AC_MAX_LEAVES) - self.t.nleaves - 2) * (LEAF_ENTRY_BYTES // NODE_BYTES),
+                       _narrow_cap(AC_MAX_CONSTS) - self.t.nconsts - 1)
         if self.t.busy:
             self.limit = 0                 # every recording attempt reaches _make_room, which refuses
-        elif self.pinned:
-            self.limit = self.t.capacity
         else:
-            self.limit = self.t.size + max(0, min(self.t.capacity - self.t.size, room))
+            self.limit = self.t.size + max(0, room)
 
-    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t extra_bytes) except -1:
+    cdef int _compact_and_reschedule(self, ac_node nodes, int64_t words,
+                                     bint force=False) except -1:
         """Compact, then set the budget to twice what survived plus what the
-        caller is about to add."""
+        caller is about to add.  The pass is skipped when it could free
+        nothing (see maybe_garbage): a graph that only grows is never walked."""
         _check_not_busy(self, "record operations")
         if self.pinned:
             raise RuntimeError("cannot compact now: this thread's tape is being walked")
-        self._compact()
-        self.budget = max(2 * (self._footprint() + nodes * NODE_BYTES + extra_bytes),
+        if (force or self.maybe_garbage or self.t.ndetached
+                or self.alloc_failures_seen != _alloc_failures):
+            self._compact()
+        else:
+            self.skipped += 1
+        self.budget = max(2 * (self._footprint() + nodes * _node_bytes(self) + words * _arg_bytes(self)),
                           _compaction_floor_bytes)
         self._set_limit()
         return 0
 
-    cdef double *_adjoints(self, ac_node n, bint for_grad) except NULL:
-        """A buffer for n adjoints, for backward() or for grad(); hand it
-        back with _done_with_adjoints.  Buffers up to ADJ_KEEP_MAX stay."""
-        cdef double **spare = &self.grad_adj if for_grad else &self.spare_adj
-        cdef ac_node *size = &self.grad_adj_size if for_grad else &self.spare_adj_size
-        cdef double *p
+    cdef double *_adjoints(self, int64_t n, bint for_grad) except NULL:
+        """The buffer for n adjoints of backward() (or of grad()), kept for
+        the next call.  A new one is sized for the tape's capacity (at most
+        2n), so a growing graph reallocates it as rarely as its node arrays;
+        after a graph died, the next graph takes back what it needs of the
+        part that went to tape_retain.c."""
+        cdef double **buf = &self.grad_adj if for_grad else &self.spare_adj
+        cdef int64_t *size = &self.grad_adj_size if for_grad else &self.spare_adj_size
+        cdef int64_t *alloc = &self.grad_adj_alloc if for_grad else &self.spare_adj_alloc
+        cdef int64_t want
         if not for_grad:
             _forget_pass(self)             # this pass overwrites the previous one's adjoints
         if n <= size[0]:
-            return spare[0]
-        if n <= ADJ_KEEP_MAX:
-            p = <double *>realloc(spare[0], n * sizeof(double))
-            if p != NULL:
-                spare[0] = p
-                size[0] = n
-                return p
-        p = <double *>malloc(n * sizeof(double))
-        if p == NULL:
+            return buf[0]
+        if n <= alloc[0]:
+            want = min(alloc[0], max(n, 2 * size[0]))
+            ac_retain_take(&self.t.retained, buf[0], want * sizeof(double))
+            size[0] = want
+            return buf[0]
+        self._free_adjoints(for_grad)      # its contents are not needed: no realloc copy
+        want = max(n, min(2 * n, self.t.capacity + self.t.nleaves + 1))
+        buf[0] = <double *>malloc(want * sizeof(double))
+        if buf[0] == NULL and want > n:
+            want = n
+            buf[0] = <double *>malloc(want * sizeof(double))
+        if buf[0] == NULL:
             raise MemoryError(f"out of memory allocating adjoints for {n:,} nodes")
-        return p
+        size[0] = alloc[0] = want
+        return buf[0]
 
-    cdef void _done_with_adjoints(self, double *p) noexcept:
-        if p != self.spare_adj and p != self.grad_adj:
-            free(p)
+    cdef void _free_adjoints(self, bint for_grad) noexcept:
+        cdef double **buf = &self.grad_adj if for_grad else &self.spare_adj
+        if not for_grad and self.kept_adj == self.spare_adj:
+            _forget_pass(self)
+        ac_retain_take(&self.t.retained, buf[0], <size_t>-1)   # the reaper must not see it go
+        free(buf[0])
+        buf[0] = NULL
+        if for_grad:
+            self.grad_adj_size = self.grad_adj_alloc = 0
+        else:
+            self.spare_adj_size = self.spare_adj_alloc = 0
 
-    cdef int _make_room(self, ac_node n, int64_t extra_bytes=0) except -1:
-        """Slow path of _reserve: room for n nodes and extra_bytes of side
-        arrays (operand lists); compacts first if the budget would be passed."""
+    cdef void _trim_adjoints(self, int64_t keep) noexcept:
+        """Free the adjoint buffers larger than keep adjoints."""
+        if self.spare_adj_alloc > keep:
+            self._free_adjoints(False)
+        if self.grad_adj_alloc > keep:
+            self._free_adjoints(True)
+
+    cdef void _retain(self) noexcept:
+        """The graph died: keep its large arrays and adjoint buffers for the
+        next recording, which would otherwise fault all that memory in
+        again: arrays above AC_SHRINK_ABOVE entries (buffers above
+        ADJ_KEEP_MAX adjoints) go to tape_retain.c, which gives back to the
+        OS what the next graph has not taken back about a second later.
+        Where that is not available, free them now."""
+        cdef void *extra[2]
+        cdef size_t lo[2]
+        cdef size_t hi[2]
+        cdef int n = 0
+        if self.spare_adj_alloc > ADJ_KEEP_MAX:
+            extra[n] = self.spare_adj
+            lo[n] = 0
+            hi[n] = self.spare_adj_alloc * sizeof(double)
+            n += 1
+        if self.grad_adj_alloc > ADJ_KEEP_MAX:
+            extra[n] = self.grad_adj
+            lo[n] = 0
+            hi[n] = self.grad_adj_alloc * sizeof(double)
+            n += 1
+        if ac_tape_retain(&self.t, extra, lo, hi, n) == 0:
+            if self.spare_adj_alloc > ADJ_KEEP_MAX:
+                self.spare_adj_size = 0
+            if self.grad_adj_alloc > ADJ_KEEP_MAX:
+                self.grad_adj_size = 0
+        else:
+            ac_tape_free_large(&self.t)
+            self._trim_adjoints(ADJ_KEEP_MAX)
+
+    cdef int _make_room(self, ac_node n, int64_t words=0) except -1:
+        """Slow path of _reserve: room for n nodes and an operand list of
+        `words` words; compacts first if the budget would be passed, and
+        widens a narrow tape that could not take them, or the leaf entries
+        and constants they may bring (one per word, or 2 for a node without
+        a list), so that no operation ever finds the narrow layout full
+        halfway through."""
         cdef int rc
+        cdef int64_t refs = words + 2
         _check_not_busy(self, "record operations")
-        if self._footprint() + n * NODE_BYTES + extra_bytes > self.budget and not self.pinned:
-            self._compact_and_reschedule(n, extra_bytes)
+        if (self._footprint() + n * _node_bytes(self) + words * _arg_bytes(self) > self.budget
+                and not self.pinned):
+            self._compact_and_reschedule(n, words)
+        if self.t.hi == NULL and (self.t.size + n > _narrow_cap(AC_MAX_NODES)
+                                  or self.t.nleaves + refs > _narrow_cap(AC_MAX_LEAVES)
+                                  or self.t.nconsts + refs > _narrow_cap(AC_MAX_CONSTS)):
+            if ac_widen(&self.t) < 0:
+                raise MemoryError(
+                    f"out of memory switching the tape of this thread to its wide layout, past "
+                    f"{self.t.size:,} nodes")
+            self._set_limit()
         if self.t.size + n > self.t.capacity:
             rc = ac_grow_nodes(&self.t, self.t.size + n)
-            if rc == -2:
+            if rc == -3:
                 raise MemoryError(
-                    f"the autograd tape of this thread is full ({AC_MAX_NODES:,} nodes); "
+                    f"the autograd tape of this thread is full ({AC_WIDE_MAX_NODES:,} nodes); "
                     "drop references to graphs you no longer need, or split the computation")
             if rc < 0:
                 raise MemoryError(f"out of memory growing the autograd tape past {self.t.size:,} nodes")
@@ -267,6 +365,7 @@ cdef class Tape:
         cdef void **dropped = NULL
         cdef int begun
 
+        self.passes += 1
         _drop_objmap(self)        # it holds node indices, and released Variables below
         if self.kept_root >= 0:   # the pass's adjoints are indexed by node: lost from here
             self.known_from = t.size
@@ -294,6 +393,9 @@ cdef class Tape:
             p = following
         free(stale_nodes)
         begun = ac_compact_begin(t, &cp)
+        if begun == 0:
+            self.maybe_garbage = 0     # every node is reachable
+            self.alloc_failures_seen = _alloc_failures
         if begun <= 0:
             return 0        # everything is reachable, or no memory to compact (the tape just grows)
         leaf_remap = <int64_t *>malloc((n + 1) * sizeof(int64_t))
@@ -336,6 +438,9 @@ cdef class Tape:
             v.index = ac_rank(&cp, v.index)
             p = v.next
         ac_tape_trim(t)
+        self._trim_adjoints(max(<int64_t>ADJ_KEEP_MAX, 2 * (t.capacity + t.nleaves + 1)))
+        self.maybe_garbage = 0         # what survived is what live Variables reach
+        self.alloc_failures_seen = _alloc_failures
         self.compactions += 1
         # The tape is consistent from here on.  New maps first, so what a
         # finalizer records while the old entries move over (at indices no
@@ -364,6 +469,22 @@ cdef class Tape:
         err = self.sweep_error
         self.sweep_error = None
         raise err                    # keeps the traceback from the user's backward
+
+
+cdef inline int64_t _node_bytes(Tape tape) noexcept:
+    """Footprint of a node: 16 bytes, 18 in the wide layout (tape.h)."""
+    return NODE_BYTES if tape.t.hi == NULL else NODE_BYTES + 2
+
+
+cdef inline int64_t _arg_bytes(Tape tape) noexcept:
+    """Footprint of an operand-list word: 4 bytes, 8 in the wide layout."""
+    return 4 if tape.t.wargs == NULL else 8
+
+
+cdef inline int64_t _narrow_cap(int64_t limit) noexcept:
+    """The narrow layout's limit on nodes, leaf entries or constants
+    (lowered by _set_narrow_limit for tests)."""
+    return min(limit, ac_narrow_limit)
 
 
 cdef inline void _enter_busy(Tape tape) noexcept:
@@ -481,8 +602,12 @@ cdef inline void _unlink(Tape tape, Variable v) noexcept:
 
 def tape_stats():
     """Counters of this thread's tape: nodes, capacity, live recorded
-    Variables, leaf entries, constants, operand-list words, bytes held and
-    compactions so far."""
+    Variables, leaf entries, constants, operand-list words, bytes held for
+    the graph, bytes of a dead graph kept for the next recording,
+    whether the tape is in its wide layout ("wide": past 134,217,727 nodes,
+    18 bytes a node instead of 16), compactions so far (passes that moved
+    nodes), marking passes run and passes skipped because they could free
+    nothing."""
     cdef Tape tape = _thread_tape()
     return {
         "nodes": tape.t.size,
@@ -493,7 +618,11 @@ def tape_stats():
         "args": tape.t.nargs,
         "bytes": (ac_tape_bytes(&tape.t)
                   + (tape.spare_adj_size + tape.grad_adj_size) * sizeof(double)),
+        "retained": ac_retained_bytes(&tape.t.retained),
+        "wide": tape.t.hi != NULL,
         "compactions": tape.compactions,
+        "compaction_passes": tape.passes,
+        "compactions_skipped": tape.skipped,
         "footprint": tape._footprint(),
         "budget": tape.budget,
     }
@@ -512,6 +641,32 @@ def _set_compaction_floor(Py_ssize_t nodes):
 
 
 def _compact():
-    """Tests only: compact this thread's tape now."""
-    _thread_tape()._compact_and_reschedule(0, 0)
+    """Tests only: compact this thread's tape now (a full pass, even where
+    it could free nothing)."""
+    _thread_tape()._compact_and_reschedule(0, 0, True)
 
+
+def _set_retain_seconds(double seconds):
+    """Tests only: how long a dead graph's large arrays are kept for the
+    next recording before their memory goes back to the OS (default 1.0;
+    0 frees them at once); returns the previous value."""
+    global ac_retain_seconds
+    previous = ac_retain_seconds
+    ac_retain_seconds = seconds
+    return previous
+
+
+def _release_retained():
+    """Tests only: give every kept block's memory back to the OS now, as the
+    reaper does when their time is up."""
+    ac_release_retained_now()
+
+
+def _set_narrow_limit(Py_ssize_t n):
+    """Tests only: tapes switch to the wide layout when they would pass n
+    nodes, leaf entries or constants (default and at most 134,217,727, the
+    narrow layout's limit); returns the previous value."""
+    global ac_narrow_limit
+    previous = ac_narrow_limit
+    ac_narrow_limit = max(16, min(n, <Py_ssize_t>AC_MAX_NODES))
+    return previous

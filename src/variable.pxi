@@ -46,6 +46,8 @@ cdef class Variable:
     cdef uint8_t kind             # K_CONST, K_LEAF, K_NODE or K_RELEASED
     cdef uint8_t grad_unknown     # K_NODE made after a backward() whose adjoint for it is not
                                   # known any more (see _kept_adjoint): .grad is None
+    cdef uint8_t used             # K_NODE: taken as an operand by an operation (so its node
+                                  # is not a sink; see Tape.maybe_garbage)
     cdef ac_node index            # K_NODE: its node; K_LEAF: its current entry in cache_tape's leaf table
     cdef PyObject *owner          # K_NODE / K_RELEASED: strong reference to the recording Tape
     cdef ac_tape *cache_tape      # K_LEAF: tape holding this leaf's current entry, or NULL
@@ -474,6 +476,8 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
         if (<Variable>o).index < (<Tape>owner).objmap_size:
             (<Tape>owner).objmap[(<Variable>o).index] = NULL
         _unlink(<Tape>owner, <Variable>o)
+        if not (<Variable>o).used:
+            (<Tape>owner).maybe_garbage += 1     # its node may be garbage now
         if (<Tape>owner).live == 0:
             (<Tape>owner)._reset()
     cdef PyObject *grad_obj = (<Variable>o).grad_obj
@@ -492,12 +496,30 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
 (<PyTypeObject *>Variable).tp_dealloc = _variable_dealloc
 
 
+# Variable objects that could not be allocated (MemoryError), ever.  A
+# recorder makes a node's Variable after pushing the node, so a failure may
+# leave a node that no death will report as garbage: a tape whose count of
+# these changed since its last compaction pass does not skip the next one
+# (see Tape.maybe_garbage).
+cdef Py_ssize_t _alloc_failures = 0
+
+
+cdef Variable _fresh_variable():
+    """Variable.__new__ (Variable is not a GC type: allocating one runs no
+    Python code), counting a failure in _alloc_failures."""
+    global _alloc_failures
+    _alloc_failures += 1
+    v = Variable.__new__(Variable)
+    _alloc_failures -= 1
+    return v
+
+
 cdef inline Variable _alloc_variable():
     """A Variable object whose fields the caller sets, all of them."""
     global _nspare
     cdef Variable v
     if _nspare == 0:
-        return Variable.__new__(Variable)
+        return _fresh_variable()
     _nspare -= 1
     ac_revive(_spare[_nspare])
     v = <Variable>_spare[_nspare]      # the cast takes a second reference ...
@@ -611,6 +633,7 @@ cdef Variable _new_constant(double y):
     v.version = 0
     v.kind = K_CONST
     v.grad_unknown = 0
+    v.used = 0
     v.prev = NULL
     v.next = NULL
     v.label = NULL
@@ -629,6 +652,7 @@ cdef inline Variable _new_node(Tape tape, ac_node i, double y):
     v.version = 0
     v.kind = K_NODE
     v.grad_unknown = 0
+    v.used = 0
     v.label = NULL
     v.grad_obj = NULL
     v.prev = NULL

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ["tests/c/test_replay.c", "src/tape.c", "src/replay.c", "src/replay_passes.c",
-          "src/replay_program.c", "src/replay_format.c", "src/replay_eval.c", "src/replay_batch.c", "src/replay_pool.c"]
+COMMON = ["tests/c/test_replay.c", "src/tape.c", "src/tape_sweep.c", "src/tape_compact.c", "src/tape_retain.c",
+          "src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_format.c",
+          "src/replay_eval.c", "src/replay_batch.c", "src/replay_pool.c"]
 KERNELS = "src/replay_kernels.c"   # built twice: with the AVX2 variant, and portable only
 FLAGS = ["-std=c99", "-ffp-contract=off", "-pthread", "-Wall", "-Wextra", "-Werror",
          "-Wno-unused-function", "-Isrc", "-Itests/c"]

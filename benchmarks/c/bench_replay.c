@@ -1,7 +1,7 @@
 /* bench_replay.c -- the replay engine's speed on micrograd's demo, in C.
  *
  * Build and run from the repository root (the flags of setup.py):
- *   cc -O3 -ffp-contract=off -Isrc -Itests/c benchmarks/c/bench_replay.c src/tape.c src/replay*.c -lm -pthread -o /tmp/bench_replay && /tmp/bench_replay
+ *   cc -O3 -ffp-contract=off -Isrc -Itests/c benchmarks/c/bench_replay.c src/tape*.c src/replay*.c -lm -pthread -o /tmp/bench_replay && /tmp/bench_replay
  *
  * 1. The per-sample loss of micrograd's demo, MLP(2, [16, 16, 1]) with
  *    ReLU hidden layers, loss = relu(1 - y * score), recorded once with the

@@ -1,8 +1,9 @@
 /* test_replay.c -- the replay engine (src/replay*.c) against the tape's own sweep.
  *
- * Tapes are recorded by hand (tape_build.h) and each compiled program is
- * replayed and compared with the tape: forward values with t->val, and
- * Jacobians with ac_sweep (src/tape.c), which follows PyTorch.
+ * Tapes are recorded by hand (tape_build.h), in the narrow layout and in the
+ * wide one (tb_widen_at), and each compiled program is replayed and
+ * compared with the tape: forward values with t->val, and Jacobians with
+ * ac_sweep (src/tape_sweep.c), which follows PyTorch.
  *   passes off: bit-identical (all NaNs equal; see same_grad for the one
  *               documented exception, the sign of a zero after the tape's
  *               exact fallback sweep);
@@ -13,7 +14,7 @@
  *               any block size and thread count; summed gradients within
  *               TOL_REL of the sum of the rows' Jacobians.
  * Run by tests/test_replay_c.py; by hand:
- *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape.c src/replay*.c \
+ *   cc -O2 -ffp-contract=off -Isrc -Itests/c tests/c/test_replay.c src/tape*.c src/replay*.c \
  *      -lm -pthread -o /tmp/test_replay
  *   /tmp/test_replay [graphs]      (random graphs, default 3000)
  */
@@ -130,15 +131,14 @@ static double tape_hook_out[256];
 static const double *tape_hook(void *ctx, ac_node i, double g)
 {
     ac_tape *t = ctx;
-    const uint32_t *refs = t->args + ac_offset(t->code[i]);
+    int64_t k, m = ac_nargs(t, i);
     double x[256];
-    uint32_t k;
-    for (k = 0; k < refs[0]; ++k) x[k] = tb_value(t, refs[1 + k]);
-    cf_grad(custom_kind[i], x, (int)refs[0], g, tape_hook_out);
+    for (k = 0; k < m; ++k) x[k] = tb_value(t, ac_arg(t, i, k));
+    cf_grad(custom_kind[i], x, (int)m, g, tape_hook_out);
     return tape_hook_out;
 }
 
-static uint32_t record_custom(ac_tape *t, int kind, const uint32_t *refs, int n)
+static ac_ref record_custom(ac_tape *t, int kind, const ac_ref *refs, int n)
 {
     double x[256];
     int k;
@@ -198,7 +198,7 @@ static int32_t rp_custom_index(const ac_program *p, int32_t i)
 
 /* jac[j * n + k] = d out_j / d input k with ac_sweep; exact[j]: it fell
  * back to the exact sweep. */
-static void tape_jacobian(ac_tape *t, const uint32_t *outs, int m, const int32_t *leaf_input, int n,
+static void tape_jacobian(ac_tape *t, const ac_ref *outs, int m, const int32_t *leaf_input, int n,
                           double *jac, int *exact)
 {
     double *adj = malloc(((size_t)t->size + 1) * sizeof *adj);
@@ -211,8 +211,8 @@ static void tape_jacobian(ac_tape *t, const uint32_t *outs, int m, const int32_t
         int k;
         for (k = 0; k < n; ++k) row[k] = 0.0;
         exact[j] = 0;
-        if (ac_is_leaf_ref(outs[j])) {
-            int32_t in = leaf_input[outs[j] & AC_INDEX_MASK];
+        if (ac_ref_is_leaf(outs[j])) {
+            int32_t in = leaf_input[ac_ref_index(outs[j])];
             if (in >= 0) row[in] = 1.0;
         } else {
             ac_sweep_result r;
@@ -276,7 +276,7 @@ static void abs_jacobian(const ac_program *p, const double *val, int j, double *
 
 typedef struct graph {
     ac_tape t;
-    uint32_t outs[16];
+    ac_ref outs[16];
     int m;
     int32_t leaf_input[256];
     int n;                      /* inputs */
@@ -292,10 +292,10 @@ static void graph_init(graph *g)
 }
 
 /* a leaf that is input position n (or a constant if input == 0) */
-static uint32_t graph_leaf(graph *g, double v, int input)
+static ac_ref graph_leaf(graph *g, double v, int input)
 {
-    uint32_t r = tb_leaf(&g->t, v);
-    g->leaf_input[r & AC_INDEX_MASK] = input ? g->n++ : -1;
+    ac_ref r = tb_leaf(&g->t, v);
+    g->leaf_input[ac_ref_index(r)] = input ? g->n++ : -1;
     return r;
 }
 
@@ -377,7 +377,7 @@ static void test_every_opcode(void)
         for (k = 0; k < groups; ++k) {
             graph_init(g);
             for (i = 0; i < nv && g->m < 16; ++i) {
-                uint32_t x = graph_leaf(g, V[i], 1), y;
+                ac_ref x = graph_leaf(g, V[i], 1), y;
                 if (op < AC_ADDC) y = tb_unary(&g->t, op, x);
                 else if (op < AC_ADD) y = tb_constop(&g->t, op, x, C[k]);
                 else y = tb_binary(&g->t, op, x, i % 3 == 0 ? x : graph_leaf(g, V[k], 1));
@@ -397,7 +397,7 @@ static void test_every_opcode(void)
 static void test_nary_and_sharing(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, y, z, c, s, d, refs[16], e1, e2;
+    ac_ref x, y, z, c, s, d, refs[16], e1, e2;
     int v;
     for (v = 0; v < N_SPECIAL; ++v) {
         graph_init(g);
@@ -428,7 +428,7 @@ static void test_nary_and_sharing(void)
 static void test_passes(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, k1, k2, a, b, f, unused, refs[4];
+    ac_ref x, k1, k2, a, b, f, unused, refs[4];
     ac_program p;
     ac_compile_stats s;
     graph_init(g);
@@ -468,7 +468,7 @@ static void test_passes(void)
 static void test_no_leak_between_outputs(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, z, r;
+    ac_ref x, z, r;
     int pass;
     graph_init(g);
     x = graph_leaf(g, 0.0, 1);
@@ -498,7 +498,7 @@ static void test_no_leak_between_outputs(void)
 
 /* ---- guards ---------------------------------------------------------------- */
 
-static ac_guard guard(uint32_t a, uint32_t b, double bv, int kind, int expected)
+static ac_guard guard(ac_ref a, ac_ref b, double bv, int kind, int expected)
 {
     ac_guard gd;
     memset(&gd, 0, sizeof gd);
@@ -513,7 +513,7 @@ static ac_guard guard(uint32_t a, uint32_t b, double bv, int kind, int expected)
 static void test_guards(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, y, d, side;
+    ac_ref x, y, d, side;
     ac_program p;
     ac_workspace ws;
     ac_status st;
@@ -527,9 +527,9 @@ static void test_guards(void)
     d = tb_binary(&g->t, AC_SUB, x, y);
     side = tb_unary(&g->t, AC_EXP, y);                     /* only a guard needs it */
     g->outs[g->m++] = tb_binary(&g->t, AC_MUL, d, d);
-    g->guards[g->ng++] = guard(d, AC_REF_CONST, 0.0, AC_GUARD_GT, 1);        /* x - y > 0 */
+    g->guards[g->ng++] = guard(d, AC_GUARD_CONST, 0.0, AC_GUARD_GT, 1);      /* x - y > 0 */
     g->guards[g->ng++] = guard(x, 0, 0.0, AC_GUARD_TRUTH, 1);                /* bool(x) */
-    g->guards[g->ng++] = guard(x, AC_REF_CONST, 10.0, AC_GUARD_LE, 1);       /* x <= 10 */
+    g->guards[g->ng++] = guard(x, AC_GUARD_CONST, 10.0, AC_GUARD_LE, 1);     /* x <= 10 */
     g->guards[g->ng++] = guard(side, x, 0.0, AC_GUARD_LT, 1);                /* exp(y) < x */
     for (pass = 0; pass < 2; ++pass) {
         if (compile(g, pass ? AC_PASS_ALL : 0, &p, &s)) continue;
@@ -589,8 +589,8 @@ static void test_guards(void)
     }
     /* guards on constants: folded away, or a contradiction */
     {
-        uint32_t k = graph_leaf(g, 2.0, 0);
-        g->guards[g->ng++] = guard(k, AC_REF_CONST, 1.0, AC_GUARD_GT, 1);
+        ac_ref k = graph_leaf(g, 2.0, 0);
+        g->guards[g->ng++] = guard(k, AC_GUARD_CONST, 1.0, AC_GUARD_GT, 1);
         if (compile(g, AC_PASS_ALL, &p, &s) == 0) {
             CHECK(s.guards_folded == 1 && p.n_guards == 4, "constant guard folded: %lld", (long long)s.guards_folded);
             CHECK(p.guard_index[3] == 3, "guard_index keeps the caller's numbering");
@@ -609,7 +609,7 @@ static void test_guards(void)
 static void test_custom(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, y, c1, c2, refs[4];
+    ac_ref x, y, c1, c2, refs[4];
     ac_program p;
     ac_workspace ws;
     ac_status st;
@@ -673,7 +673,7 @@ static void test_custom(void)
 static void test_interrupt(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, w, y;
+    ac_ref x, w, y;
     ac_program p;
     ac_status st;
     hook_ctx hc = {0};
@@ -743,7 +743,7 @@ static void *pool_caller(void *arg)
 static void test_pool(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, w;
+    ac_ref x, w;
     ac_program p;
     ac_status st;
     ac_batch b;
@@ -792,7 +792,7 @@ static void test_pool(void) {}
 static void test_errors(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t x, bad_out;
+    ac_ref x, bad_out;
     int32_t bad_leaf[1] = {5};
     ac_program p;
     ac_status st;
@@ -804,12 +804,12 @@ static void test_errors(void)
     bad_out = 7;
     rc = ac_compile(&g->t, &bad_out, 1, g->leaf_input, 1, NULL, 0, AC_PASS_ALL, &p, NULL, &st);
     CHECK(rc == AC_RP_INVALID && st.index == 0, "output out of range: %d", rc);
-    bad_out = AC_LEAF_REF | 3;
+    bad_out = AC_LEAF_BIT | 3;
     rc = ac_compile(&g->t, &bad_out, 1, g->leaf_input, 1, NULL, 0, AC_PASS_ALL, &p, NULL, &st);
     CHECK(rc == AC_RP_INVALID, "leaf output out of range: %d", rc);
     rc = ac_compile(&g->t, g->outs, 1, bad_leaf, 1, NULL, 0, AC_PASS_ALL, &p, NULL, &st);
     CHECK(rc == AC_RP_INVALID, "input position out of range: %d", rc);
-    gd = guard(x, AC_REF_CONST, 0.0, 99, 1);
+    gd = guard(x, AC_GUARD_CONST, 0.0, 99, 1);
     rc = ac_compile(&g->t, g->outs, 1, g->leaf_input, 1, &gd, 1, AC_PASS_ALL, &p, NULL, &st);
     CHECK(rc == AC_RP_INVALID, "unknown guard kind: %d", rc);
     g->t.code[0] = ac_pack(AC_NUM_OPS + 3, 0, 0);        /* a corrupt node */
@@ -823,10 +823,57 @@ static void test_errors(void)
 }
 
 /* Two leaf entries that are the same input: their gradients add. */
+/* The wide layout's encoding: references up to its limits survive every
+ * push and read (the sweeps decode them with the same ac_ref_of_wide). */
+static void test_wide_references(void)
+{
+    ac_tape t;
+    int i;
+    ac_tape_init(&t);
+    tb_need(ac_widen(&t) == 0 && ac_grow_nodes(&t, 4000) == 0 && ac_reserve_args(&t, 4000) == 0, "set-up");
+    for (i = 0; i < 1000; ++i) {
+        ac_ref a = (ac_ref)(rnd() % (uint64_t)AC_WIDE_MAX_NODES), b = (ac_ref)(rnd() % (uint64_t)AC_WIDE_MAX_NODES);
+        int64_t k = (int64_t)(rnd() % (uint64_t)AC_WIDE_MAX_CONSTS);
+        ac_node n;
+        if (rnd_int(2)) a |= AC_LEAF_BIT;
+        if (rnd_int(2)) b |= AC_LEAF_BIT;
+        if (i == 0) { a = AC_LEAF_BIT | (ac_ref)AC_WIDE_MAX_NODES; b = (ac_ref)AC_WIDE_MAX_NODES; k = AC_WIDE_MAX_CONSTS; }
+        n = ac_push_op(&t, AC_MUL, ac_layout_ref(&t, a), ac_layout_ref(&t, b), 1.0);
+        CHECK(ac_ref_a(&t, n) == a && ac_ref_b(&t, n) == b, "binary %d: %llx %llx", i,
+              (unsigned long long)ac_ref_a(&t, n), (unsigned long long)ac_ref_b(&t, n));
+        n = ac_push_op(&t, AC_MULC, ac_layout_ref(&t, b), (uint64_t)k, 1.0);
+        CHECK(ac_ref_a(&t, n) == b && ac_const_b(&t, n) == k, "constant op %d", i);
+        n = ac_push_op(&t, AC_EXP, ac_layout_ref(&t, a), 0, 1.0);
+        CHECK(ac_ref_a(&t, n) == a && ac_opcode(t.code[n]) == AC_EXP, "unary %d", i);
+        ac_set_word(&t, t.nargs, 3);
+        ac_set_word(&t, t.nargs + 1, ac_layout_ref(&t, a));
+        ac_set_word(&t, t.nargs + 2, ac_layout_ref(&t, AC_CONST_BIT | (ac_ref)k));
+        ac_set_word(&t, t.nargs + 3, ac_layout_ref(&t, b));
+        n = ac_push_nary(&t, AC_SUM, t.nargs, 1.0);
+        t.nargs += 4;
+        CHECK(ac_nargs(&t, n) == 3 && ac_arg(&t, n, 0) == a && ac_arg(&t, n, 1) == (AC_CONST_BIT | (ac_ref)k)
+              && ac_arg(&t, n, 2) == b, "operand list %d", i);
+    }
+    /* narrow references keep their meaning in the wide layout */
+    ac_tape_free(&t);
+    ac_tape_init(&t);
+    {
+        ac_ref x = tb_leaf(&t, 2.0), y = tb_leaf(&t, 3.0), refs[3], s;
+        ac_ref p = tb_binary(&t, AC_MUL, x, y);
+        refs[0] = p; refs[1] = tb_cref(&t, 0.5); refs[2] = y;
+        s = tb_nary(&t, AC_SUM, refs, 3);
+        tb_need(ac_widen(&t) == 0, "ac_widen");
+        CHECK(ac_ref_a(&t, (ac_node)p) == x && ac_ref_b(&t, (ac_node)p) == y, "a narrow node, widened");
+        CHECK(ac_nargs(&t, (ac_node)s) == 3 && ac_arg(&t, (ac_node)s, 0) == p && ac_arg(&t, (ac_node)s, 2) == y
+              && tb_value(&t, ac_arg(&t, (ac_node)s, 1)) == 0.5, "a narrow operand list, widened");
+    }
+    ac_tape_free(&t);
+}
+
 static void test_shared_input(void)
 {
     graph *g = malloc(sizeof *g);
-    uint32_t a, b;
+    ac_ref a, b;
     ac_program p;
     ac_workspace ws;
     ac_status st;
@@ -834,7 +881,7 @@ static void test_shared_input(void)
     graph_init(g);
     a = graph_leaf(g, 1.5, 1);
     b = tb_leaf(&g->t, 1.5);
-    g->leaf_input[b & AC_INDEX_MASK] = 0;
+    g->leaf_input[ac_ref_index(b)] = 0;
     g->outs[g->m++] = tb_binary(&g->t, AC_MUL, tb_unary(&g->t, AC_SIN, a), b);
     if (compile(g, AC_PASS_ALL, &p, NULL) == 0) {
         ac_workspace_init(&ws, &p);
@@ -1033,18 +1080,19 @@ static double random_value(int special_percent)
 }
 
 /* A random operand: a leaf or an earlier node, recent ones more often. */
-static uint32_t random_operand(graph *g, const uint32_t *leaves, int nl)
+static ac_ref random_operand(graph *g, const ac_ref *leaves, int nl)
 {
     if (g->t.size == 0 || rnd_int(100) < 30) return leaves[rnd_int(nl)];
-    if (rnd_int(2)) return (uint32_t)(g->t.size - 1 - rnd_int(g->t.size < 4 ? (int)g->t.size : 4));
-    return (uint32_t)rnd_int((int)g->t.size);
+    if (rnd_int(2)) return (ac_ref)(g->t.size - 1 - rnd_int(g->t.size < 4 ? (int)g->t.size : 4));
+    return (ac_ref)rnd_int((int)g->t.size);
 }
 
 static void random_graph(graph *g, int special_percent, int with_custom)
 {
-    uint32_t leaves[8], refs[16];
+    ac_ref leaves[8], refs[16];
     int nl = 1 + rnd_int(6), nn = 1 + rnd_int(50), i, k;
     graph_init(g);
+    tb_widen_at = rnd_int(2) ? -1 : rnd_int(nn + 1);     /* half the graphs end in the wide layout */
     for (i = 0; i < nl; ++i) leaves[i] = graph_leaf(g, random_value(special_percent), rnd_int(100) < 80);
     for (i = 0; i < nn; ++i) {
         int kind = rnd_int(100);
@@ -1072,7 +1120,8 @@ static void random_graph(graph *g, int special_percent, int with_custom)
     }
     g->m = 1 + rnd_int(3);
     for (i = 0; i < g->m; ++i)
-        g->outs[i] = rnd_int(20) == 0 ? leaves[rnd_int(nl)] : (uint32_t)(g->t.size - 1 - rnd_int((int)g->t.size));
+        g->outs[i] = rnd_int(20) == 0 ? leaves[rnd_int(nl)] : (ac_ref)(g->t.size - 1 - rnd_int((int)g->t.size));
+    tb_widen_at = -1;
 }
 
 /* Batched replay vs ac_eval row by row. */
@@ -1253,18 +1302,23 @@ static void test_random_graphs(int count)
 
 int main(int argc, char **argv)
 {
-    int graphs = argc > 1 ? atoi(argv[1]) : 3000;
-    test_every_opcode();
-    test_nary_and_sharing();
-    test_passes();
-    test_no_leak_between_outputs();
-    test_guards();
-    test_custom();
-    test_interrupt();
+    int graphs = argc > 1 ? atoi(argv[1]) : 3000, wide;
+    for (wide = 0; wide < 2; ++wide) {     /* every tape narrow, then every tape wide */
+        tb_widen_at = wide ? 0 : -1;
+        test_every_opcode();
+        test_nary_and_sharing();
+        test_passes();
+        test_no_leak_between_outputs();
+        test_guards();
+        test_custom();
+        test_interrupt();
+        test_errors();
+        test_shared_input();
+    }
+    tb_widen_at = -1;
+    test_wide_references();
     test_pool();
-    test_errors();
-    test_shared_input();
-    test_random_graphs(graphs);
+    test_random_graphs(graphs);       /* half of them cross into the wide layout */
     test_program_finish(graphs / 3);
     test_program_bytes(graphs / 3);
     printf("%d checks, %d failures; largest |difference| / (scale + |a| + |b|) where order may differ: %.3g\n",
