@@ -412,6 +412,7 @@ cdef int _backward_graph(Variable v, object gradient) except -1:
         tape.kept_lo = walk.low
         if walk.root + 1 <= ADJ_KEEP_MAX:
             tape.kept_adj = walk.values      # the tape frees it (_forget_pass)
+            tape.kept_owned = True
             walk.values = NULL
             tape.kept_valid = True
     finally:

@@ -249,6 +249,9 @@ cdef void _remember_pass(Tape tape, double *adj, ac_node lo, ac_node root) noexc
 
 
 cdef void _forget_pass(Tape tape) noexcept:
+    if tape.kept_owned:
+        free(tape.kept_adj)                  # a create_graph pass's own buffer
+        tape.kept_owned = False
     tape.kept_adj = NULL
     tape.kept_root = -1
     tape.kept_valid = False

@@ -95,8 +95,9 @@ cdef class Tape:
     # show its adjoints (introspection.pxi, _kept_adjoint):
     cdef ac_node kept_root        # its output node; -1: no pass since the last reset/compaction
     cdef ac_node kept_lo          # the lowest node it reached
-    cdef double *kept_adj         # its adjoints (spare_adj), or NULL
+    cdef double *kept_adj         # its adjoints (spare_adj, or a create_graph pass's own buffer), or NULL
     cdef bint kept_valid          # kept_adj holds them (zero_grad() may have made them unknown)
+    cdef bint kept_owned          # kept_adj is a create_graph pass's buffer, freed by _forget_pass
     cdef ac_node known_from       # nodes below this existed before the last compaction, when
                                   # a pass was known: their adjoint is unknown (.grad None)
     cdef uint64_t epoch           # counts the events that renumber nodes (compaction, reset), so a
