@@ -318,12 +318,22 @@ cdef object _nary(int op, list items, int width, str where, object fn=None, doub
             raise MemoryError("out of memory growing the operand lists of the tape")
         offset = tape.t.nargs
         ac_set_word(&tape.t, offset, n)
-        for j in range(n):
-            if kinds[j] == K_CONST:
-                ref = tape.t.const_flag | <uint64_t>_const(tape, values[j])
-            else:
-                ref = <uint64_t>_operand(tape, items[j], kinds[j])
-            ac_set_word(&tape.t, offset + 1 + j, ref)
+        # One loop per layout (the tape cannot widen in this operation: see
+        # _make_room), so a narrow list costs no layout test per word.
+        if tape.t.wargs == NULL:
+            for j in range(n):
+                if kinds[j] == K_CONST:
+                    ref = AC_NARROW_CONST | <uint64_t>_const(tape, values[j])
+                else:
+                    ref = <uint64_t>_operand(tape, items[j], kinds[j])
+                tape.t.args[offset + 1 + j] = <uint32_t>ref
+        else:
+            for j in range(n):
+                if kinds[j] == K_CONST:
+                    ref = AC_CONST_BIT | <uint64_t>_const(tape, values[j])
+                else:
+                    ref = <uint64_t>_operand(tape, items[j], kinds[j])
+                tape.t.wargs[offset + 1 + j] = ref
         tape.t.nargs = offset + 1 + n
         tape.limit -= ((n + 1) * _arg_bytes(tape)) // NODE_BYTES
         result = _new_node(tape, ac_push_nary(&tape.t, op, offset, y), y)

@@ -268,9 +268,9 @@ int ac_reserve_args(ac_tape *t, int64_t more)
 
 int ac_reserve_leaves(ac_tape *t, int64_t more)
 {
-    int64_t cap, need = t->nleaves + more;
-    int64_t limit = t->hi != NULL ? AC_WIDE_MAX_NODES : ac_narrow_cap(AC_MAX_LEAVES);
-    if (need <= t->leaves_capacity) return 0;
+    int64_t cap, limit, need = t->nleaves + more;
+    if (need <= t->leaves_capacity) return 0;      /* first: every new leaf entry asks */
+    limit = t->hi != NULL ? AC_WIDE_MAX_NODES : ac_narrow_cap(AC_MAX_LEAVES);
     if (need > limit) return t->hi != NULL ? -3 : -2;
     cap = ac_next_capacity(t->leaves_capacity, need, 64, limit);
     if (need <= t->leaves_alloc) {
@@ -292,12 +292,16 @@ int ac_reserve_leaves(ac_tape *t, int64_t more)
     return 0;
 }
 
-void ac_code_wide(ac_tape *t, ac_node i, int op, uint64_t a, uint64_t b)
+ac_node ac_push_op_wide(ac_tape *t, int op, uint64_t a, uint64_t b, double v)
 {
+    ac_node i = t->size;
     int k = ac_uses_const(op);
     uint64_t fb = k ? b & AC_FIELD_MASK : ac_narrow_field(b), hb = k ? b >> 28 : b >> 27;
     t->code[i] = ac_pack(op, ac_narrow_field(a), fb);
     t->hi[i] = (uint16_t)(((a >> 27) & 0xff) | ((hb & 0xff) << 8));
+    t->val[i] = v;
+    t->size = i + 1;
+    return i;
 }
 
 /* The wide layout: hi (zeros: every narrow word is a valid wide word) and

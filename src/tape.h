@@ -29,9 +29,11 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define AC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define AC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AC_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define AC_UNLIKELY(x) (x)
+#define AC_LIKELY(x) (x)
 #define AC_ALWAYS_INLINE inline
 #endif
 
@@ -173,7 +175,8 @@ typedef struct ac_tape {
 
     double *consts;           /* constant operands, deduplicated through const_cache */
     int64_t nconsts, consts_capacity, consts_alloc;
-    uint64_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1 */
+    uint32_t const_cache[AC_CONST_CACHE];   /* hash of a constant's bits -> pool index + 1
+                                               (pool indices past 2^32 - 2 are not cached) */
 
     uint32_t *args;           /* n-ary operand lists, narrow: a count, then that many fields */
     uint64_t *wargs;          /* the same in the wide layout (args is NULL then) */
@@ -257,21 +260,24 @@ void ac_release_retained_now(void);        /* tests: every deadline passes now *
  * cannot grow. */
 static inline int64_t ac_const_index(ac_tape *t, double c)
 {
-    uint64_t bits, seen, slot;
-    uint32_t h;
+    uint64_t bits, seen;
+    uint32_t h, slot;
     memcpy(&bits, &c, sizeof bits);
     h = (uint32_t)((bits * 0x9E3779B97F4A7C15ull) >> (64 - AC_CONST_CACHE_BITS));
     slot = t->const_cache[h];
     if (slot) {
         memcpy(&seen, &t->consts[slot - 1], sizeof seen);
-        if (seen == bits) return (int64_t)slot - 1;
+        /* a hit is the common case, and with 32-bit slots the compiler sees
+         * it is never negative: the recorder's error test leaves this path */
+        if (AC_LIKELY(seen == bits)) return (int64_t)slot - 1;
     }
     if (t->nconsts == t->consts_capacity) {
         int rc = ac_grow_consts(t);
         if (rc < 0) return rc;       /* see ac_grow_consts */
     }
     t->consts[t->nconsts] = c;
-    t->const_cache[h] = (uint64_t)(t->nconsts + 1);
+    if (t->nconsts < (int64_t)UINT32_MAX)      /* the cache is only a cache */
+        t->const_cache[h] = (uint32_t)(t->nconsts + 1);
     return t->nconsts++;
 }
 
@@ -289,21 +295,16 @@ static inline uint64_t ac_layout_ref(const ac_tape *t, ac_ref r)
 }
 
 /* A node with operand a and b: an operand of a binary op, a constant-pool
- * index of a constant op, 0 for one operand.  (The wide layout's encoding
- * is out of line, in tape.c, so this stays small enough to inline.) */
-void ac_code_wide(ac_tape *t, ac_node i, int op, uint64_t a, uint64_t b);
+ * index of a constant op, 0 for one operand.  The wide layout's push is out
+ * of line (tape.c) and returns from here, so the narrow path recording
+ * takes is the plain store it was before the wide layout, plus one test of
+ * hi; an inlined wide branch made every narrow push pay for it (issue 13). */
+ac_node ac_push_op_wide(ac_tape *t, int op, uint64_t a, uint64_t b, double v);
 static AC_ALWAYS_INLINE ac_node ac_push_op(ac_tape *t, int op, uint64_t a, uint64_t b, double v)
 {
     ac_node i = t->size;
-    uint16_t *hi = t->hi;
-    if (AC_UNLIKELY(hi != NULL)) {
-        int k = ac_uses_const(op);
-        uint64_t fb = k ? b & AC_FIELD_MASK : ac_narrow_field(b), hb = k ? b >> 28 : b >> 27;
-        t->code[i] = ac_pack(op, ac_narrow_field(a), fb);
-        hi[i] = (uint16_t)(((a >> 27) & 0xff) | ((hb & 0xff) << 8));
-    } else {
-        t->code[i] = ac_pack(op, a, b);
-    }
+    if (AC_UNLIKELY(t->hi != NULL)) return ac_push_op_wide(t, op, a, b, v);
+    t->code[i] = ac_pack(op, a, b);
     t->val[i] = v;
     t->size = i + 1;
     return i;

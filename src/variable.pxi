@@ -475,9 +475,9 @@ cdef void _variable_dealloc(PyObject *o) noexcept:
     if (<Variable>o).kind == K_NODE:
         if (<Variable>o).index < (<Tape>owner).objmap_size:
             (<Tape>owner).objmap[(<Variable>o).index] = NULL
-        _unlink(<Tape>owner, <Variable>o)
         if not (<Variable>o).used:
             (<Tape>owner).maybe_garbage += 1     # its node may be garbage now
+        _unlink(<Tape>owner, <Variable>o)        # (after: gcc keeps live's decrement and test in memory)
         if (<Tape>owner).live == 0:
             (<Tape>owner)._reset()
     cdef PyObject *grad_obj = (<Variable>o).grad_obj
