@@ -183,19 +183,20 @@ static HI_INLINE void sec_unary_lanes(sec_ctx &c, int op, const double *ga, cons
 
 /* The symmetrised Hessians of the block, entry e = j * nh + k at h + e * W:
  * h[j, k] and h[k, j] both become their mean where they differ (symmetric
- * to the last bit, as ag.hessian's _symmetrise). */
+ * to the last bit, as ag.hessian's _symmetrise).  Without a branch (they
+ * differ in the last bits at random, a branch costs a misprediction each
+ * time); where both are nan the mean's nan may carry either one's sign
+ * bit, as the compiler orders the addition. */
 static HI_INLINE void sec_symmetrise_lanes(double *h, int32_t nh, int32_t W, int32_t nl)
 {
     for (int32_t j = 0; j < nh; ++j)
         for (int32_t k = j + 1; k < nh; ++k) {
             double *p = h + ((size_t)j * nh + k) * W, *q = h + ((size_t)k * nh + j) * W;
             for (int32_t w = 0; w < nl; ++w) {
-                double a = p[w], b = q[w];
-                if (a != b) {
-                    a = 0.5 * a + 0.5 * b;
-                    p[w] = a;
-                    q[w] = a;
-                }
+                double a = p[w], b = q[w], m = 0.5 * a + 0.5 * b;
+                bool differ = a != b;
+                p[w] = differ ? m : a;
+                q[w] = differ ? m : b;
             }
         }
 }
