@@ -3,9 +3,11 @@
  * Hessian-vector products and dense Hessians of a program's first output,
  * one row or many (some inputs per row, some shared), on threads, by the
  * forward-over-reverse pattern of src/higher.cpp over the program's slots
- * instead of the tape: per row a forward pass (values, rp_forward1, the
- * same code as ac_eval), the guards, then per direction a tangent pass and
- * a reverse pass whose adjoints are dual numbers.  Every opcode's rules
+ * instead of the tape: per block of rows (up to 64, src/replay_lanes.h) a
+ * forward pass (the value column of ops.h, as rp_forward1 in ac_eval), the
+ * guards, then per direction a tangent pass and a reverse pass whose
+ * adjoints are dual numbers, each instruction decoded once per block and
+ * its rule run over the block's lanes.  Every opcode's rules
  * come from the contribution templates of src/higher_numbers.h, i.e. from
  * the adjoint columns of src/ops.h: no formula of its own.  As in
  * higher.cpp, only what a seeded output reaches propagates, and a term
@@ -342,6 +344,60 @@ static int sec_forward_row(sec_task *tk, int64_t r)
     return 0;
 }
 
+/* Rows [r0, r0 + count) of a program without Functions (W > 1): values
+ * instruction by instruction over the lanes (the constants' lanes are
+ * filled once), then the guards row by row.  Returns the rows before the
+ * first that fails a guard (count if none; *code AC_RP_GUARD, st->guard). */
+static int32_t sec_forward_lanes(sec_task *tk, int64_t r0, int32_t count, int *code)
+{
+    const ac_program *p = tk->p;
+    const ac_second *s = tk->s;
+    int32_t n = p->n_inputs, base = n + p->n_consts, W = tk->W, i, k, w;
+    double *val = tk->val;
+    for (k = 0; k < n; ++k) {
+        int32_t c = tk->column[k];
+        double *dst = val + SEC_LANES(k);
+        if (s->batched != NULL && s->batched[k]) {
+            const double *col = s->x_cols[c];
+            int64_t stride = s->x_stride[c];
+            for (w = 0; w < count; ++w) dst[w] = col[(r0 + w) * stride];
+        } else {
+            for (w = 0; w < count; ++w) dst[w] = s->shared[c];
+        }
+    }
+    for (i = 0; i < p->n_instr; ++i) {
+        int op = p->op[i];
+        int32_t a = p->a[i], b = p->b[i];
+        double *ys = val + SEC_LANES(base + i);
+        if (op >= RP_FIRST_UNARY) {
+            sec_value_lanes(op, count, ys, val + SEC_LANES(a), op >= RP_FIRST_CONST ? val + SEC_LANES(b) : NULL);
+        } else {        /* AC_SUM, AC_DOT: 0.0 + ..., in the recorder's order (as rp_forward1) */
+            const int32_t *r = p->args + a;
+            for (w = 0; w < count; ++w) ys[w] = 0.0;
+            if (op == AC_SUM) {
+                for (k = 0; k < b; ++k) {
+                    const double *vr = val + SEC_LANES(r[k]);
+                    for (w = 0; w < count; ++w) ys[w] += vr[w];
+                }
+            } else {
+                for (k = 0; k + 1 < b; k += 2) {
+                    const double *vx = val + SEC_LANES(r[k]), *vz = val + SEC_LANES(r[k + 1]);
+                    for (w = 0; w < count; ++w) ys[w] += vx[w] * vz[w];
+                }
+            }
+        }
+    }
+    for (w = 0; w < count; ++w)
+        for (k = 0; k < p->n_guards; ++k)
+            if (rp_guard_holds(p->guard_kind[k], val[SEC_LANES(p->guard_a[k]) + w],
+                               val[SEC_LANES(p->guard_b[k]) + w]) != p->guard_expected[k]) {
+                tk->st.guard = p->guard_index[k];
+                *code = AC_RP_GUARD;
+                return w;
+            }
+    return count;
+}
+
 /* Rows [r0, r0 + count): values and guards row by row (a row that fails
  * ends the block there: the rows before it are finished first, so the
  * earliest failure is the one reported), then the wanted products, each
@@ -350,19 +406,22 @@ static int sec_block(sec_task *tk, int64_t r0, int32_t count)
 {
     const ac_program *p = tk->p;
     const ac_second *s = tk->s;
-    int32_t n = p->n_inputs, m = p->n_outputs, nh = tk->nh, W = tk->W, i, j, k, w, nl;
+    int32_t n = p->n_inputs, m = p->n_outputs, nh = tk->nh, W = tk->W, j, k, w, nl;
     int fwd_code = 0;
     bool swept = false;
     int rc;
-    for (nl = 0; nl < count; ++nl) {
-        if ((fwd_code = sec_forward_row(tk, r0 + nl)) != 0) break;
-        for (i = 0; i < p->n_slots; ++i) tk->val[SEC_LANES(i) + nl] = tk->rowval[i];
+    if (W > 1) {
+        nl = sec_forward_lanes(tk, r0, count, &fwd_code);
+    } else {                            /* one row (a program with Functions: their hooks) */
+        nl = (fwd_code = sec_forward_row(tk, r0)) != 0 ? 0 : 1;
+        if (nl) memcpy(tk->val, tk->rowval, (size_t)p->n_slots * sizeof(double));
+    }
+    for (w = 0; w < nl; ++w)
         for (j = 0; j < m; ++j) {
-            double y = tk->rowval[p->outputs[j]];
-            if (s->y) s->y[(r0 + nl) * m + j] = y;
+            double y = tk->val[SEC_LANES(p->outputs[j]) + w];
+            if (s->y) s->y[(r0 + w) * m + j] = y;
             tk->y_sum[j] += y;
         }
-    }
     tk->nl = nl;
 #define SEC_REVERSE(only_dot)                                                  \
     do {                                                                       \
@@ -539,6 +598,8 @@ int ac_eval_second(const ac_program *p, const ac_second *s, const ac_hooks *hook
         tk->state = u; u += p->n_slots;
         tk->active = u;
         memcpy(tk->rowval + n, p->consts, (size_t)p->n_consts * sizeof(double));
+        for (k = 0; k < p->n_consts; ++k)       /* the constants' lanes (W > 1) */
+            for (int32_t w = 0; w < W; ++w) tk->val[(size_t)(n + k) * W + w] = p->consts[k];
         tk->W = W;
         rp_activity(p, from, tk->active);
         tk->p = p;

@@ -7,8 +7,9 @@
  * the row, so an instruction is decoded once per block and its rule runs
  * in a loop over the lanes with the opcode a constant (one loop per opcode
  * and operand kinds: the rules of src/higher_numbers.h fold to one
- * expression).  No formula here: the tangent rules and the contribution
- * templates come from higher_numbers.h, i.e. from src/ops.h.
+ * expression).  No formula here: the values are ops.h's value column, the
+ * tangent rules and the contribution templates come from higher_numbers.h,
+ * i.e. from src/ops.h.
  *
  * Adjoints add without a branch: the first contribution to a slot in a
  * pass adds to -0.0, which gives it exactly (x + -0.0 == x for every x,
@@ -70,6 +71,30 @@ static HI_INLINE void sec_prepare(uint8_t st, bool only_dot, double *adj, double
         for (int32_t w = 0; w < nl; ++w) adj[w] = -0.0;
     if (!(st & SEC_DOT))
         for (int32_t w = 0; w < nl; ++w) dot[w] = -0.0;
+}
+
+/* ---- values ---------------------------------------------------------------- */
+
+/* The value ys of a unary, constant or binary instruction in every lane:
+ * the value column of ops.h, as rp_forward1 evaluates it for one row. */
+static HI_INLINE void sec_value_lanes(int op, int32_t nl, double *ys, const double *va, const double *vb)
+{
+    int32_t w;
+    switch (op) {
+#define SEC_UNARY(OP, NAME, F, D) \
+    case OP: for (w = 0; w < nl; ++w) { double x = va[w]; ys[w] = (F); } break;
+#define SEC_CONST(OP, NAME, F, D) \
+    case OP: for (w = 0; w < nl; ++w) { double x = va[w], c = vb[w]; ys[w] = (F); } break;
+#define SEC_BINARY(OP, NAME, F, DX, DZ) \
+    case OP: for (w = 0; w < nl; ++w) { double x = va[w], z = vb[w]; ys[w] = (F); } break;
+    AC_UNARY_OPS(SEC_UNARY)
+    AC_CONST_OPS(SEC_CONST)
+    AC_BINARY_OPS(SEC_BINARY)
+#undef SEC_UNARY
+#undef SEC_CONST
+#undef SEC_BINARY
+    default: for (w = 0; w < nl; ++w) ys[w] = NAN;
+    }
 }
 
 /* ---- tangents -------------------------------------------------------------- */
