@@ -34,7 +34,8 @@ else:
 REPLAY_SOURCES = ["src/replay.c", "src/replay_passes.c", "src/replay_program.c", "src/replay_format.c",
                   "src/replay_eval.c", "src/replay_batch.c", "src/replay_kernels.c", "src/replay_pool.c",
                   "src/replay_higher.cpp"]
-REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h"]
+REPLAY_HEADERS = ["src/replay.h", "src/replay_ir.h", "src/replay_sweep.h", "src/replay_block.h",
+                  "src/replay_lanes.h"]
 
 extension = Extension(
     "autograd_c._core",
