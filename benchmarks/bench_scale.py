@@ -52,7 +52,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -60,6 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:            # workloads.py, by this file's directory (never the repository root)
     sys.path.insert(0, HERE)
 import workloads as W  # noqa: E402
+from compare import run_subprocess  # noqa: E402
 
 SCALE_WORKLOADS = ("chain", "mlp")
 FULL_SIZES = tuple(10 ** k for k in range(3, 9))
@@ -213,16 +213,8 @@ def size_for_nodes(name, nodes, per_unit, extra):
 
 
 def run_process(name, size, quick, limit):
-    cmd = [sys.executable, os.path.abspath(__file__), "--measure", name, str(size)] + (["--quick"] if quick else [])
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timed out after {limit} s"}
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"status": f"crashed (exit {proc.returncode}): {last[:200]}"}
-    return json.loads(lines[-1])
+    return run_subprocess(["--measure", name, str(size)] + (["--quick"] if quick else []), limit,
+                          script=__file__)
 
 
 def summarize(name, target, size, runs, subnormal):

@@ -309,10 +309,11 @@ def measure(peer, name, quick, size=None):
 # In the parent
 # ---------------------------------------------------------------------------
 
-def run_subprocess(args, limit):
-    """Runs this script with ``args`` in a fresh interpreter; its last stdout
-    line is JSON.  Failures come back as {"status": ...}."""
-    cmd = [sys.executable, os.path.abspath(__file__)] + args
+def run_subprocess(args, limit, script=__file__):
+    """Runs ``script`` (this one unless told) with ``args`` in a fresh
+    interpreter; its last stdout line is JSON.  Failures come back as
+    {"status": ...}.  bench_scale.py uses it too."""
+    cmd = [sys.executable, os.path.abspath(script)] + args
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
